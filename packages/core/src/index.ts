@@ -1,0 +1,2 @@
+export { LarderError } from './errors.js'
+export { type Duration, parseDuration } from './duration.js'

@@ -1,2 +1,15 @@
-export { LarderError } from './errors.js'
+export { parseBytes } from './bytes.js'
+export { Cache, type CacheEntryInfo, createCache, type Loader } from './cache.js'
 export { type Duration, parseDuration } from './duration.js'
+export { LarderError } from './errors.js'
+export { globToRegExp } from './keys.js'
+export { channels } from './stats.js'
+export type {
+  CacheOptions,
+  CacheStats,
+  CacheValue,
+  EntryOptions,
+  L1Options,
+  Logger,
+  RedisClient,
+} from './types.js'

@@ -1,5 +1,5 @@
-import t from 'tap'
 import { parseDuration } from '@larder/core'
+import t from 'tap'
 
 t.test('parses numbers and unit strings to milliseconds', async (t) => {
   t.equal(parseDuration(250), 250, 'a number is milliseconds')
@@ -13,7 +13,17 @@ t.test('parses numbers and unit strings to milliseconds', async (t) => {
 })
 
 t.test('a bad duration is a clear error naming the option', async (t) => {
-  for (const bad of ['ten minutes', '10 parsecs', '-5s', -1, Number.NaN, Number.POSITIVE_INFINITY, null, {}, '']) {
+  for (const bad of [
+    'ten minutes',
+    '10 parsecs',
+    '-5s',
+    -1,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    null,
+    {},
+    '',
+  ]) {
     t.throws(
       () => parseDuration(bad, 'ttl'),
       { name: 'LarderError', code: 'LARDER_INVALID_DURATION', message: /^ttl: expected/ },

@@ -1,0 +1,29 @@
+/** A value as the tiers hold it in process memory; every time is on this process's clock (ms). */
+export interface Entry {
+  value: unknown
+  /** Bytes of the encoded value, for L1's byte bound. */
+  bytes: number
+  /** When the entry was written (for `Age`). */
+  createdAt: number
+  freshUntil: number
+  /** Stale-while-revalidate window end. */
+  staleUntil: number
+  /** Stale-if-error window end. */
+  errorUntil: number
+  /** How long the loader took, for early refresh. */
+  loadMs: number
+  /** XFetch beta; 0 is off. */
+  earlyRefresh: number
+  tags: readonly string[]
+  /** L1's invalidation epoch when the read or load that produced it began. */
+  born: number
+}
+
+export function lifetimeEnd(entry: Entry): number {
+  return Math.max(entry.staleUntil, entry.errorUntil, entry.freshUntil)
+}
+
+/** XFetch: refresh early with a probability that rises as expiry nears and with the loader's cost. */
+export function shouldRefreshEarly(entry: Entry, now: number): boolean {
+  return now - entry.loadMs * entry.earlyRefresh * Math.log(Math.random()) >= entry.freshUntil
+}

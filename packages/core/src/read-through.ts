@@ -1,0 +1,337 @@
+import { randomBytes } from 'node:crypto'
+import { type Encoded, encode } from './codec.js'
+import type { Entry } from './entry.js'
+import { LarderError } from './errors.js'
+import type { MemoryTier } from './memory-tier.js'
+import { type ResolvedCacheOptions, type ResolvedEntryOptions, resolveEntryOptions } from './options.js'
+import type { Bus, BusMessage } from './redis/bus.js'
+import type { RedisTier, RemoteEntry } from './redis/redis-tier.js'
+import type { StatsRecorder } from './stats.js'
+import type { EntryOptions } from './types.js'
+
+type Loader<T> = () => T | Promise<T>
+
+interface ReadThroughDeps {
+  options: ResolvedCacheOptions
+  l1: MemoryTier | undefined
+  l2: RedisTier | undefined
+  bus: Bus | undefined
+  stats: StatsRecorder
+  toEntry: (remote: RemoteEntry, born: number) => Entry
+}
+
+/** A snapshot of tag versions could not be taken: the result must not be written to Redis. */
+const UNVERIFIABLE = null
+
+/** How long a waiter sleeps between looks at a lock held elsewhere (it is also woken by the bus). */
+const WAIT_STEPS = [5, 10, 20, 40, 80, 160, 250]
+
+function newToken(): string {
+  return randomBytes(12).toString('base64url')
+}
+
+/**
+ * The miss path: single-flight in the process, the distributed lock across processes, stale values
+ * while revalidating or when the loader fails, and the write that stores the result in both tiers.
+ */
+export class ReadThrough {
+  readonly #deps: ReadThroughDeps
+  readonly #inflight = new Map<string, Promise<Entry>>()
+  readonly #refreshing = new Set<string>()
+  readonly #waiters = new Map<string, Set<() => void>>()
+  #closed = false
+
+  constructor(deps: ReadThroughDeps) {
+    this.#deps = deps
+  }
+
+  /** A fresh entry from L1 or L2, or undefined; never runs a loader. */
+  async read(key: string): Promise<Entry | undefined> {
+    const { l1, l2, stats } = this.#deps
+    const local = l1?.get(key, Date.now())
+    if (local !== undefined && Date.now() < local.freshUntil) {
+      stats.hit(key, 'l1')
+      return local
+    }
+    const remote = l2 === undefined ? undefined : await this.#remoteRead(l2, key, l1?.epoch ?? 0)
+    const entry = remote?.entry
+    if (entry !== undefined && Date.now() < entry.freshUntil) {
+      stats.hit(key, 'l2')
+      l1?.set(key, entry)
+      return entry
+    }
+    stats.miss(key)
+    return undefined
+  }
+
+  resolve<T>(key: string, loader: Loader<T>, options: EntryOptions | undefined): Promise<Entry> {
+    const { l1, stats } = this.#deps
+    const now = Date.now()
+    const local = l1?.get(key, now)
+    if (local !== undefined) {
+      if (now < local.freshUntil) {
+        stats.hit(key, 'l1')
+        return Promise.resolve(local)
+      }
+      if (now < local.staleUntil) {
+        stats.stale(key, 'revalidate')
+        this.refreshInBackground(key, loader, options)
+        return Promise.resolve(local)
+      }
+    }
+    const running = this.#inflight.get(key)
+    if (running !== undefined) {
+      stats.coalesce(key)
+      return running
+    }
+    const loading = this.#load(key, loader, options, local, false) as Promise<Entry>
+    this.#inflight.set(key, loading)
+    const settle = () => {
+      if (this.#inflight.get(key) === loading) this.#inflight.delete(key)
+    }
+    loading.then(settle, settle)
+    return loading
+  }
+
+  /** One refresh per key at a time; failures are logged, the stale value stays. */
+  refreshInBackground<T>(key: string, loader: Loader<T>, options: EntryOptions | undefined): void {
+    if (this.#refreshing.has(key) || this.#closed) return
+    this.#refreshing.add(key)
+    const stale = this.#deps.l1?.get(key, Date.now())
+    this.#load(key, loader, options, stale, true)
+      .catch((error: unknown) => {
+        this.#deps.options.logger.warn(
+          { err: error, key },
+          'larder: background refresh failed, stale value kept',
+        )
+      })
+      .finally(() => this.#refreshing.delete(key))
+  }
+
+  /**
+   * Loads `key`: from L2 if another process has stored it, else through the lock, else (Redis down, or
+   * the holder too slow) directly. Background refreshes never wait on another process's lock.
+   */
+  async #load<T>(
+    key: string,
+    loader: Loader<T>,
+    rawOptions: EntryOptions | undefined,
+    local: Entry | undefined,
+    background: boolean,
+  ): Promise<Entry | undefined> {
+    const { options: cacheOptions, l1, l2, stats } = this.#deps
+    const options = resolveEntryOptions(rawOptions, cacheOptions.defaults)
+    const born = l1?.epoch ?? 0
+    let stale = local
+    let token = ''
+    if (l2 !== undefined) {
+      let waitingSince = 0
+      for (let attempt = 0; ; attempt++) {
+        const read = await this.#remoteRead(l2, key, born)
+        if (read === undefined) break
+        const now = Date.now()
+        const entry = read.entry
+        if (entry !== undefined) {
+          if (now < entry.freshUntil) {
+            stats.hit(key, 'l2')
+            l1?.set(key, entry)
+            return entry
+          }
+          if (stale === undefined || entry.createdAt > stale.createdAt) stale = entry
+        }
+        if (!background && attempt === 0 && stale !== undefined && now < stale.staleUntil) {
+          stats.stale(key, 'revalidate')
+          this.refreshInBackground(key, loader, rawOptions)
+          return stale
+        }
+        let lockMs = read.lockMs
+        if (lockMs === 0) {
+          token ||= newToken()
+          const held = await this.#acquire(l2, key, token)
+          if (held === undefined) token = ''
+          if (held === undefined || held === 0) break
+          lockMs = held
+        }
+        // Another process is loading this key.
+        if (background || this.#closed) return undefined
+        if (waitingSince === 0) {
+          waitingSince = now
+          stats.lockWait(key)
+        } else if (now - waitingSince >= cacheOptions.lockWait) {
+          token = ''
+          break
+        }
+        await this.#sleep(
+          key,
+          Math.min(lockMs, WAIT_STEPS[Math.min(attempt, WAIT_STEPS.length - 1)] as number),
+        )
+      }
+    }
+    stats.miss(key)
+    return this.#callLoader(key, loader, options, token, stale, born)
+  }
+
+  async #callLoader<T>(
+    key: string,
+    loader: Loader<T>,
+    options: ResolvedEntryOptions,
+    token: string,
+    stale: Entry | undefined,
+    born: number,
+  ): Promise<Entry> {
+    const { l2, stats } = this.#deps
+    // Versions are read before the loader runs: an invalidation during the load leaves the result
+    // with an old version, so it is never served.
+    let tagVersions: string[] | typeof UNVERIFIABLE = []
+    if (l2 !== undefined && options.tags.length > 0) {
+      tagVersions = await l2.tagVersions(options.tags).catch(() => UNVERIFIABLE)
+    }
+    const started = Date.now()
+    let value: T
+    let encoded: Encoded
+    try {
+      value = await loader()
+      encoded = encode(value)
+    } catch (error) {
+      stats.loaded(key, Date.now() - started, error)
+      if (token !== '' && l2 !== undefined) l2.release(key, token).catch(() => {})
+      if (stale !== undefined && Date.now() < stale.errorUntil) {
+        stats.stale(key, 'error')
+        return stale
+      }
+      throw error
+    }
+    const loadMs = Date.now() - started
+    stats.loaded(key, loadMs)
+    return this.store(key, value, options, encoded, { loadMs, token, born, tagVersions })
+  }
+
+  /**
+   * Writes a value to both tiers. With a token the L2 write succeeds only while the lock's fencing
+   * token is still the entry's; when it is refused the value is not put in L1 either.
+   */
+  async store(
+    key: string,
+    value: unknown,
+    options: ResolvedEntryOptions,
+    encoded: Encoded,
+    write: { loadMs: number; token: string; born: number; tagVersions?: string[] | null },
+  ): Promise<Entry> {
+    const { l1, l2 } = this.#deps
+    const negative = value === null || value === undefined
+    const ttl = negative ? options.negativeTtl : options.ttl
+    const now = Date.now()
+    const entry: Entry = {
+      value,
+      bytes: encoded.bytes,
+      createdAt: now,
+      freshUntil: now + ttl,
+      staleUntil: now + ttl + (negative ? 0 : options.staleWhileRevalidate),
+      errorUntil: now + ttl + (negative ? 0 : options.staleIfError),
+      loadMs: write.loadMs,
+      earlyRefresh: options.earlyRefresh,
+      tags: options.tags,
+      born: write.born,
+    }
+    if (ttl === 0) {
+      if (write.token !== '' && l2 !== undefined) l2.release(key, write.token).catch(() => {})
+      return entry
+    }
+    const bus = this.#deps.bus
+    if (l2 !== undefined && bus !== undefined && write.tagVersions !== UNVERIFIABLE) {
+      let written = true
+      try {
+        const tagVersions =
+          write.tagVersions ?? (options.tags.length > 0 ? await l2.tagVersions(options.tags) : [])
+        const params = {
+          options,
+          ttl,
+          loadMs: write.loadMs,
+          tagVersions,
+          token: write.token,
+          nextToken: newToken(),
+        }
+        const message: BusMessage = { type: 'keys', keys: [key] }
+        // A loader's write replaces nothing newer; an explicit write waits until other L1s dropped theirs.
+        const receivers =
+          write.token === ''
+            ? await bus.send(
+                message,
+                (text) => l2.set(key, encoded, { ...params, busMessage: text }),
+                (n) => n,
+              )
+            : await l2.set(key, encoded, { ...params, busMessage: bus.encode(message) })
+        written = receivers >= 0
+      } catch {
+        // Redis failed: counted and logged by the guard; this process keeps the value in L1.
+      }
+      if (!written) return entry
+    }
+    l1?.set(key, entry)
+    return entry
+  }
+
+  /** Wakes calls waiting on another process's lock for these keys (their value has landed). */
+  wake(keys: readonly string[]): void {
+    for (const key of keys) {
+      const waiters = this.#waiters.get(key)
+      if (waiters !== undefined) for (const wake of [...waiters]) wake()
+    }
+  }
+
+  close(): void {
+    this.#closed = true
+    for (const waiters of this.#waiters.values()) for (const wake of [...waiters]) wake()
+  }
+
+  async #remoteRead(
+    l2: RedisTier,
+    key: string,
+    born: number,
+  ): Promise<{ entry: Entry | undefined; lockMs: number } | undefined> {
+    try {
+      const read = await l2.get(key)
+      return {
+        entry: read.entry === undefined ? undefined : this.#deps.toEntry(read.entry, born),
+        lockMs: read.lockMs,
+      }
+    } catch (error) {
+      if (error instanceof LarderError && error.code === 'LARDER_CORRUPT_ENTRY') {
+        // Redis answered, with something unreadable (the guard reports connection problems itself).
+        this.#deps.stats.l2Error('decode', error)
+        this.#deps.options.logger.warn(
+          { err: error, key },
+          'larder: unreadable entry in Redis, treated as a miss',
+        )
+      }
+      return undefined
+    }
+  }
+
+  async #acquire(l2: RedisTier, key: string, token: string): Promise<number | undefined> {
+    try {
+      return await l2.acquire(key, token, this.#deps.options.lockLease)
+    } catch {
+      return undefined
+    }
+  }
+
+  #sleep(key: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let waiters = this.#waiters.get(key)
+      if (waiters === undefined) {
+        waiters = new Set()
+        this.#waiters.set(key, waiters)
+      }
+      const set = waiters
+      const wake = () => {
+        clearTimeout(timer)
+        set.delete(wake)
+        if (set.size === 0 && this.#waiters.get(key) === set) this.#waiters.delete(key)
+        resolve()
+      }
+      const timer = setTimeout(wake, Math.max(1, ms))
+      set.add(wake)
+    })
+  }
+}

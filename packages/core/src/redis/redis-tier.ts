@@ -1,0 +1,231 @@
+import type { Cluster } from 'ioredis'
+import { decode, type Encoded } from '../codec.js'
+import { LarderError } from '../errors.js'
+import { escapeGlob, TAG_SPACE } from '../keys.js'
+import type { ResolvedEntryOptions } from '../options.js'
+import type { RedisClient } from '../types.js'
+import type { Connection } from './connection.js'
+import type { RedisGuard } from './guard.js'
+import { defineScripts, type ScriptCommands } from './scripts.js'
+
+/** An entry as read from Redis, every time relative to Redis's clock at the read. */
+export interface RemoteEntry {
+  value: unknown
+  bytes: number
+  freshMs: number
+  staleMs: number
+  errorMs: number
+  ageMs: number
+  loadMs: number
+  earlyRefresh: number
+  tags: string[]
+}
+
+/** A read: the entry, or a miss with the ms left on another loader's lock (0: nobody holds it). */
+export type RemoteRead = { entry: RemoteEntry; lockMs: number } | { entry: undefined; lockMs: number }
+
+export interface WriteParams {
+  options: ResolvedEntryOptions
+  ttl: number
+  loadMs: number
+  tagVersions: readonly string[]
+  /** The fencing token from `acquire`, or '' for an unconditional write. */
+  token: string
+  /** The token the entry keeps afterwards. */
+  nextToken: string
+  busMessage: string
+}
+
+const SCAN_BATCH = 500
+
+/** L2: entries as Redis hashes, every multi-step change one Lua call on keys of a single slot. */
+export class RedisTier {
+  readonly #client: RedisClient & ScriptCommands
+  readonly #isCluster: boolean
+  readonly #guard: RedisGuard
+  readonly #prefix: string
+  readonly #tagPrefix: string
+  readonly #tagSeq: string
+  readonly #tagTtl: number
+  readonly channel: string
+
+  constructor(connection: Connection, guard: RedisGuard, options: { prefix: string; tagTtl: number }) {
+    this.#client = defineScripts(connection.client)
+    this.#isCluster = connection.isCluster
+    this.#guard = guard
+    this.#prefix = options.prefix
+    // All tag versions share one hash slot ({t}) so one script can bump several atomically on a Cluster.
+    this.#tagSeq = `${options.prefix}${TAG_SPACE}`
+    this.#tagPrefix = `${this.#tagSeq}:`
+    this.#tagTtl = options.tagTtl
+    this.channel = `${options.prefix}bus`
+  }
+
+  async get(key: string): Promise<RemoteRead> {
+    const reply = await this.#guard.run('get', () =>
+      this.#client.larderGetBuffer(this.#prefix + key, this.#isCluster ? '' : this.#tagPrefix),
+    )
+    if (reply[0] === 0) return { entry: undefined, lockMs: reply[1] }
+    const [, payload, kind, freshMs, staleMs, errorMs, ageMs, loadMs, early, tagText, lockMs] = reply
+    const tagged = tagText === null ? undefined : parseTags(tagText.toString('utf8'))
+    if (tagged !== undefined && this.#isCluster && !(await this.#tagsCurrent(tagged))) {
+      return { entry: undefined, lockMs }
+    }
+    let value: unknown
+    try {
+      value = decode(kind.toString('latin1'), payload)
+    } catch (error) {
+      throw new LarderError(
+        'LARDER_CORRUPT_ENTRY',
+        `entry ${key}: expected a value of kind ${kind}, got unreadable bytes`,
+        {
+          cause: error,
+        },
+      )
+    }
+    return {
+      entry: {
+        value,
+        bytes: payload.length || 1,
+        freshMs,
+        staleMs,
+        errorMs,
+        ageMs,
+        loadMs,
+        earlyRefresh: Number(early.toString('latin1')) || 0,
+        tags: tagged === undefined ? [] : tagged.tags,
+      },
+      lockMs,
+    }
+  }
+
+  async #tagsCurrent(tagged: { tags: string[]; versions: string[] }): Promise<boolean> {
+    const current = await this.#guard.run('tags', () =>
+      this.#client.mget(tagged.tags.map((tag) => this.#tagPrefix + tag)),
+    )
+    return current.every((version, i) => version === tagged.versions[i])
+  }
+
+  /**
+   * Writes the entry and publishes the bus message; returns how many subscribers got it, or -1 when the
+   * fencing token was no longer the entry's (the write is dropped).
+   */
+  set(key: string, encoded: Encoded, params: WriteParams): Promise<number> {
+    const { options, ttl } = params
+    const tags = params.tagVersions.length === 0 ? '' : formatTags(options.tags, params.tagVersions)
+    return this.#guard.run('set', () =>
+      this.#client.larderSet(
+        this.#prefix + key,
+        params.token,
+        encoded.payload,
+        encoded.kind,
+        ttl,
+        ttl === options.ttl ? options.staleWhileRevalidate : 0,
+        ttl === options.ttl ? options.staleIfError : 0,
+        params.loadMs,
+        options.earlyRefresh,
+        tags,
+        params.nextToken,
+        this.channel,
+        params.busMessage,
+      ),
+    )
+  }
+
+  /** 0 when the lock is now ours, else the ms left on the holder's lease. */
+  acquire(key: string, token: string, leaseMs: number): Promise<number> {
+    return this.#guard.run('acquire', () => this.#client.larderAcquire(this.#prefix + key, token, leaseMs))
+  }
+
+  async release(key: string, token: string): Promise<void> {
+    await this.#guard.run('release', () => this.#client.larderRelease(this.#prefix + key, token))
+  }
+
+  /** The versions of these tags now; taken before a loader runs so an invalidation during it is seen. */
+  tagVersions(tags: readonly string[]): Promise<string[]> {
+    const keys = tags.map((tag) => this.#tagPrefix + tag)
+    return this.#guard.run('tags', () =>
+      this.#client.larderTagVersions(keys.length + 1, this.#tagSeq, ...keys, this.#tagTtl),
+    )
+  }
+
+  /** Returns how many subscribers got the bus message. */
+  invalidateTags(tags: readonly string[], busMessage: string): Promise<number> {
+    const keys = tags.map((tag) => this.#tagPrefix + tag)
+    return this.#guard.run('invalidateTags', () =>
+      this.#client.larderInvalidateTags(
+        keys.length + 1,
+        this.#tagSeq,
+        ...keys,
+        this.#tagTtl,
+        this.channel,
+        busMessage,
+      ),
+    )
+  }
+
+  /** Deleting a key also removes its fencing token, so a loader still running cannot write it back. */
+  /** Returns how many subscribers got the bus message. */
+  async delete(keys: readonly string[], busMessage: string): Promise<number> {
+    const client = this.#client
+    // Single-key UNLINKs: on a Cluster the keys may live in different slots.
+    const replies = await this.#guard.run('delete', () =>
+      Promise.all([
+        client.publish(this.channel, busMessage),
+        ...keys.map((key) => client.unlink(this.#prefix + key)),
+      ]),
+    )
+    return replies[0] ?? 0
+  }
+
+  /** SCAN + UNLINK in batches on every master (never KEYS); returns how many keys were removed. */
+  async deletePattern(glob: string): Promise<number> {
+    const match = escapeGlob(this.#prefix) + glob
+    const nodes: RedisClient[] = this.#isCluster ? (this.#client as Cluster).nodes('master') : [this.#client]
+    let removed = 0
+    for (const node of nodes) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await this.#guard.run('scan', () =>
+          node.scan(cursor, 'MATCH', match, 'COUNT', SCAN_BATCH),
+        )
+        cursor = next
+        const doomed = keys.filter((key) => !key.startsWith(this.#tagSeq))
+        if (doomed.length > 0) {
+          // One UNLINK per key: keys on one Cluster node may still sit in different slots.
+          const pipeline = node.pipeline()
+          for (const key of doomed) pipeline.unlink(key)
+          throwFirstError(await this.#guard.run('unlink', () => pipeline.exec()))
+          removed += doomed.length
+        }
+      } while (cursor !== '0')
+    }
+    return removed
+  }
+
+  /** Returns how many subscribers got the message. */
+  publish(channel: string, text: string): Promise<number> {
+    return this.#guard.run('publish', () => this.#client.publish(channel, text))
+  }
+}
+
+function formatTags(tags: readonly string[], versions: readonly string[]): string {
+  let text = ''
+  for (let i = 0; i < tags.length; i++) text += `${tags[i]}\n${versions[i]}\n`
+  return text
+}
+
+function parseTags(text: string): { tags: string[]; versions: string[] } {
+  const parts = text.split('\n')
+  const tags: string[] = []
+  const versions: string[] = []
+  for (let i = 0; i + 1 < parts.length; i += 2) {
+    tags.push(parts[i] as string)
+    versions.push(parts[i + 1] as string)
+  }
+  return { tags, versions }
+}
+
+function throwFirstError(results: Array<[Error | null, unknown]> | null): void {
+  for (const [error] of results ?? []) if (error) throw error
+}

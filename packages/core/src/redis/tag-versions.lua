@@ -1,0 +1,13 @@
+-- The current version of each tag, creating missing ones, so that an entry never records a version
+-- that a later expiry or eviction of the tag key could bring back.
+-- KEYS[1] the version sequence, KEYS[2..] tag keys (all in one hash slot). ARGV[1] tag key TTL ms.
+local versions = {}
+for i = 2, #KEYS do
+  local version = redis.call('GET', KEYS[i])
+  if not version then
+    version = tostring(redis.call('INCR', KEYS[1]))
+    redis.call('SET', KEYS[i], version, 'PX', ARGV[1])
+  end
+  versions[i - 1] = version
+end
+return versions

@@ -1,0 +1,7 @@
+export { cleanupPrefix } from './cleanup-prefix.js'
+export { type ChildProcessHandle, type RunNodeScriptOptions, runNodeScript } from './node-script.js'
+export { type RedisCluster, type RedisClusterOptions, startRedisCluster } from './redis-cluster.js'
+export { type RedisServer, type RedisServerOptions, startRedisServer } from './redis-server.js'
+export { sharedRedisUrl } from './redis-url.js'
+export { uniquePrefix } from './unique-prefix.js'
+export { type WaitForOptions, waitFor } from './wait-for.js'

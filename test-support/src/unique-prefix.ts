@@ -1,0 +1,12 @@
+// Test infrastructure, not product code: kept out of coverage so it never counts for or against the packages
+// whose tests import it (tap would otherwise demand 100% of it from every package's test run).
+
+import { randomBytes } from 'node:crypto'
+
+/**
+ * A key prefix no other test file can produce: tap runs files in parallel processes against the
+ * same Redis, so the pid separates processes and the random part separates runs within one.
+ */
+export function uniquePrefix(name: string): string {
+  return `t:${name}:${process.pid}:${randomBytes(3).toString('hex')}:`
+}

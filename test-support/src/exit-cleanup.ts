@@ -1,6 +1,3 @@
-// Test infrastructure, not product code: kept out of coverage so it never counts for or against the packages
-// whose tests import it (tap would otherwise demand 100% of it from every package's test run).
-
 import type { ChildProcess } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { onExit } from 'signal-exit'

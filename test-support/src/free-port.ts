@@ -1,6 +1,3 @@
-// Test infrastructure, not product code: kept out of coverage so it never counts for or against the packages
-// whose tests import it (tap would otherwise demand 100% of it from every package's test run).
-
 import { createServer } from 'node:net'
 
 const HOST = '127.0.0.1'

@@ -1,6 +1,3 @@
-// Test infrastructure, not product code: kept out of coverage so it never counts for or against the packages
-// whose tests import it (tap would otherwise demand 100% of it from every package's test run).
-
 export interface WaitForOptions {
   /** Milliseconds before giving up. Default 5000. */
   timeout?: number

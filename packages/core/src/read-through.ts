@@ -126,6 +126,7 @@ export class ReadThrough {
     let token = ''
     if (l2 !== undefined) {
       let waitingSince = 0
+      let woken = false
       for (let attempt = 0; ; attempt++) {
         const read = await this.#remoteRead(l2, key, born)
         if (read === undefined) break
@@ -133,6 +134,7 @@ export class ReadThrough {
         const entry = read.entry
         if (entry !== undefined) {
           if (now < entry.freshUntil) {
+            if (waitingSince !== 0) stats.lockWaitEnded(key, now - waitingSince, woken)
             stats.hit(key, 'l2')
             l1?.set(key, entry)
             return entry
@@ -316,7 +318,8 @@ export class ReadThrough {
     }
   }
 
-  #sleep(key: string, ms: number): Promise<void> {
+  /** Sleeps up to `ms`; resolves true when woken early by the bus (the value landed). */
+  #sleep(key: string, ms: number): Promise<boolean> {
     return new Promise((resolve) => {
       let waiters = this.#waiters.get(key)
       if (waiters === undefined) {
@@ -324,13 +327,14 @@ export class ReadThrough {
         this.#waiters.set(key, waiters)
       }
       const set = waiters
-      const wake = () => {
+      const finish = (woken: boolean) => {
         clearTimeout(timer)
         set.delete(wake)
         if (set.size === 0 && this.#waiters.get(key) === set) this.#waiters.delete(key)
-        resolve()
+        resolve(woken)
       }
-      const timer = setTimeout(wake, Math.max(1, ms))
+      const wake = () => finish(true)
+      const timer = setTimeout(() => finish(false), Math.max(1, ms))
       set.add(wake)
     })
   }

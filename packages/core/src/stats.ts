@@ -64,7 +64,14 @@ export class StatsRecorder {
 
   lockWait(key: string): void {
     this.lockWaits++
-    if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ cache: this.#cache, key })
+    if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ cache: this.#cache, key, phase: 'start' })
+  }
+
+  /** The holder's value arrived; `woken` tells whether the bus announced it (rather than a poll finding it). */
+  lockWaitEnded(key: string, waitedMs: number, woken: boolean): void {
+    if (channels.lockWait.hasSubscribers) {
+      channels.lockWait.publish({ cache: this.#cache, key, phase: 'end', waitedMs, woken })
+    }
   }
 
   l2Error(operation: string, error: unknown): void {

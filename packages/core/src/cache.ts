@@ -129,7 +129,7 @@ export class Cache {
       if (entry !== undefined && now < entry.freshUntil) {
         this.#stats.hit(k, 'l1')
         if (entry.earlyRefresh !== 0 && shouldRefreshEarly(entry, now)) {
-          this.#readThrough.refreshInBackground(k, loader, options)
+          this.#readThrough.refreshInBackground(k, loader, options, 'early', entry)
         }
         return Promise.resolve(entry.value as T)
       }

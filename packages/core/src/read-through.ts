@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { type Encoded, encode } from './codec.js'
-import type { Entry } from './entry.js'
+import { type Entry, shouldRefreshEarly } from './entry.js'
 import { LarderError } from './errors.js'
 import type { MemoryTier } from './memory-tier.js'
 import { type ResolvedCacheOptions, type ResolvedEntryOptions, resolveEntryOptions } from './options.js'
@@ -75,7 +75,7 @@ export class ReadThrough {
       }
       if (now < local.staleUntil) {
         stats.stale(key, 'revalidate')
-        this.refreshInBackground(key, loader, options)
+        this.refreshInBackground(key, loader, options, 'revalidate')
         return Promise.resolve(local)
       }
     }
@@ -84,7 +84,7 @@ export class ReadThrough {
       stats.coalesce(key)
       return running
     }
-    const loading = this.#load(key, loader, options, local, false) as Promise<Entry>
+    const loading = this.#load(key, loader, options, local, 'load') as Promise<Entry>
     this.#inflight.set(key, loading)
     const settle = () => {
       if (this.#inflight.get(key) === loading) this.#inflight.delete(key)
@@ -93,12 +93,21 @@ export class ReadThrough {
     return loading
   }
 
-  /** One refresh per key at a time; failures are logged, the stale value stays. */
-  refreshInBackground<T>(key: string, loader: Loader<T>, options: EntryOptions | undefined): void {
+  /**
+   * One refresh per key at a time; failures are logged, the stale value stays. `early` refreshes a
+   * value that is still fresh (so Redis's copy does not end it).
+   */
+  refreshInBackground<T>(
+    key: string,
+    loader: Loader<T>,
+    options: EntryOptions | undefined,
+    mode: 'revalidate' | 'early',
+    current?: Entry,
+  ): void {
     if (this.#refreshing.has(key) || this.#closed) return
     this.#refreshing.add(key)
-    const stale = this.#deps.l1?.get(key, Date.now())
-    this.#load(key, loader, options, stale, true)
+    const stale = current ?? this.#deps.l1?.get(key, Date.now())
+    this.#load(key, loader, options, stale, mode)
       .catch((error: unknown) => {
         this.#deps.options.logger.warn(
           { err: error, key },
@@ -112,13 +121,16 @@ export class ReadThrough {
    * Loads `key`: from L2 if another process has stored it, else through the lock, else (Redis down, or
    * the holder too slow) directly. Background refreshes never wait on another process's lock.
    */
+  // biome-ignore lint/complexity/noExcessiveCognitiveComplexity: one loop of small, commented steps
+
   async #load<T>(
     key: string,
     loader: Loader<T>,
     rawOptions: EntryOptions | undefined,
     local: Entry | undefined,
-    background: boolean,
+    mode: 'load' | 'revalidate' | 'early',
   ): Promise<Entry | undefined> {
+    const background = mode !== 'load'
     const { options: cacheOptions, l1, l2, stats } = this.#deps
     const options = resolveEntryOptions(rawOptions, cacheOptions.defaults)
     const born = l1?.epoch ?? 0
@@ -126,24 +138,27 @@ export class ReadThrough {
     let token = ''
     if (l2 !== undefined) {
       let waitingSince = 0
-      let woken = false
+      const woken = false
       for (let attempt = 0; ; attempt++) {
         const read = await this.#remoteRead(l2, key, born)
         if (read === undefined) break
         const now = Date.now()
         const entry = read.entry
         if (entry !== undefined) {
-          if (now < entry.freshUntil) {
+          if (now < entry.freshUntil && mode !== 'early') {
             if (waitingSince !== 0) stats.lockWaitEnded(key, now - waitingSince, woken)
             stats.hit(key, 'l2')
             l1?.set(key, entry)
+            if (entry.earlyRefresh !== 0 && !background && shouldRefreshEarly(entry, now)) {
+              this.refreshInBackground(key, loader, rawOptions, 'early', entry)
+            }
             return entry
           }
           if (stale === undefined || entry.createdAt > stale.createdAt) stale = entry
         }
         if (!background && attempt === 0 && stale !== undefined && now < stale.staleUntil) {
           stats.stale(key, 'revalidate')
-          this.refreshInBackground(key, loader, rawOptions)
+          this.refreshInBackground(key, loader, rawOptions, 'revalidate', stale)
           return stale
         }
         let lockMs = read.lockMs

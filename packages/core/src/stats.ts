@@ -64,7 +64,8 @@ export class StatsRecorder {
 
   lockWait(key: string): void {
     this.lockWaits++
-    if (channels.lockWait.hasSubscribers) channels.lockWait.publish({ cache: this.#cache, key, phase: 'start' })
+    if (channels.lockWait.hasSubscribers)
+      channels.lockWait.publish({ cache: this.#cache, key, phase: 'start' })
   }
 
   /** The holder's value arrived; `woken` tells whether the bus announced it (rather than a poll finding it). */

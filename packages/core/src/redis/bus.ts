@@ -113,7 +113,7 @@ export class Bus {
     this.#acks.set(ack, wait)
     try {
       const result = await send(JSON.stringify(wire))
-      wait.expected = receivers(result) - 1
+      wait.expected = (await receivers(result)) - 1
       if (wait.received < wait.expected) await this.#within(done, wait)
       return result
     } finally {

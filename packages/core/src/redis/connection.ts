@@ -10,9 +10,7 @@ export interface Connection {
 
 /** Turns the `redis` option into a client. Clients Larder opens never queue commands for long offline. */
 export function connect(redis: RedisClient | string | RedisOptions, timeout: number): Connection {
-  if (redis instanceof Redis || redis instanceof Cluster) {
-    return { client: redis, owned: false, isCluster: redis instanceof Cluster }
-  }
+  if (isClient(redis)) return { client: redis, owned: false, isCluster: redis.isCluster === true }
   const defaults: RedisOptions = {
     maxRetriesPerRequest: 1,
     commandTimeout: timeout * 4,
@@ -22,6 +20,19 @@ export function connect(redis: RedisClient | string | RedisOptions, timeout: num
   // Errors surface through the commands that fail; without a listener ioredis would log them raw.
   client.on('error', () => {})
   return { client, owned: true, isCluster: false }
+}
+
+/** Duck-typed, so a client from another copy of ioredis (another version in node_modules) is still one. */
+function isClient(redis: unknown): redis is RedisClient {
+  if (redis instanceof Redis || redis instanceof Cluster) return true
+  const candidate = redis as { defineCommand?: unknown; duplicate?: unknown; status?: unknown } | null
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    typeof candidate.defineCommand === 'function' &&
+    typeof candidate.duplicate === 'function' &&
+    typeof candidate.status === 'string'
+  )
 }
 
 const STARTING = new Set(['wait', 'connecting', 'connect'])

@@ -203,6 +203,19 @@ export class RedisTier {
     return removed
   }
 
+  /**
+   * How many processes listen on the bus. On a single Redis the PUBLISH reply says it; on a Cluster
+   * each node counts only its own subscribers, so they are summed over every node.
+   */
+  async receivers(published: number): Promise<number> {
+    if (!this.#isCluster) return published
+    const nodes = (this.#client as Cluster).nodes('all')
+    const counts = await this.#guard.run('numsub', () =>
+      Promise.all(nodes.map((node) => node.pubsub('NUMSUB', this.channel) as Promise<[string, number]>)),
+    )
+    return counts.reduce((sum, reply) => sum + Number(reply[1]), 0)
+  }
+
   /** Returns how many subscribers got the message. */
   publish(channel: string, text: string): Promise<number> {
     return this.#guard.run('publish', () => this.#client.publish(channel, text))

@@ -121,8 +121,6 @@ export class ReadThrough {
    * Loads `key`: from L2 if another process has stored it, else through the lock, else (Redis down, or
    * the holder too slow) directly. Background refreshes never wait on another process's lock.
    */
-  // biome-ignore lint/complexity/noExcessiveCognitiveComplexity: one loop of small, commented steps
-
   async #load<T>(
     key: string,
     loader: Loader<T>,

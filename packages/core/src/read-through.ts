@@ -131,13 +131,16 @@ export class ReadThrough {
     const background = mode !== 'load'
     const { options: cacheOptions, l1, l2, stats } = this.#deps
     const options = resolveEntryOptions(rawOptions, cacheOptions.defaults)
-    const born = l1?.epoch ?? 0
+    // The L1 epoch when the latest read began: what it returns is refused by L1 if an invalidation
+    // arrived since (a waiter re-reads after the holder's own bus message, so it is taken per read).
+    let born = l1?.epoch ?? 0
     let stale = local
     let token = ''
     if (l2 !== undefined) {
       let waitingSince = 0
       const woken = false
       for (let attempt = 0; ; attempt++) {
+        born = l1?.epoch ?? 0
         const read = await this.#remoteRead(l2, key, born)
         if (read === undefined) break
         const now = Date.now()

@@ -41,8 +41,12 @@ export class RedisGuard {
   /** Runs `call` within the timeout; rejects at once when Redis is known to be unreachable. */
   run<T>(operation: string, call: () => Promise<T>): Promise<T> {
     if (!this.#admit()) {
-      this.#options.onError(operation, UNAVAILABLE)
-      return Promise.reject(new LarderError(UNAVAILABLE, `redis: ${operation} skipped, Redis is unavailable`))
+      const error = new LarderError(UNAVAILABLE, `redis: ${operation} skipped, Redis is unavailable`)
+      // Skipped by the open breaker: counted only. Skipped because the client is reconnecting: a
+      // failure like a timeout, so it is logged and opens the breaker after `threshold` of them.
+      if (this.#openUntil > 0) this.#options.onError(operation, error)
+      else this.#failed(operation, error, false)
+      return Promise.reject(error)
     }
     const probe = this.#openUntil > 0
     if (probe) this.#probing = true

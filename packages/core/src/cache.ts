@@ -199,7 +199,8 @@ export class Cache {
       await bus.send(
         message,
         (text) => call(l2, text),
-        (receivers) => receivers,
+        // On a Cluster a PUBLISH reply counts one node's subscribers only.
+        (published) => l2.receivers(published),
       )
     } catch (error) {
       throw new LarderError(

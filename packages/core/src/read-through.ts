@@ -138,7 +138,7 @@ export class ReadThrough {
     let token = ''
     if (l2 !== undefined) {
       let waitingSince = 0
-      const woken = false
+      let woken = false
       for (let attempt = 0; ; attempt++) {
         born = l1?.epoch ?? 0
         const read = await this.#remoteRead(l2, key, born)
@@ -179,7 +179,7 @@ export class ReadThrough {
           token = ''
           break
         }
-        await this.#sleep(
+        woken = await this.#sleep(
           key,
           Math.min(lockMs, WAIT_STEPS[Math.min(attempt, WAIT_STEPS.length - 1)] as number),
         )
@@ -276,7 +276,7 @@ export class ReadThrough {
             ? await bus.send(
                 message,
                 (text) => l2.set(key, encoded, { ...params, busMessage: text }),
-                (n) => n,
+                (n) => l2.receivers(n),
               )
             : await l2.set(key, encoded, { ...params, busMessage: bus.encode(message) })
         written = receivers >= 0

@@ -104,7 +104,7 @@ export class Bus {
   async send<T>(
     message: BusMessage,
     send: (text: string) => Promise<T>,
-    receivers: (result: T) => number,
+    receivers: (result: T) => number | Promise<number>,
   ): Promise<T> {
     const ack = this.#nextAck++
     const wire: WireMessage = { o: this.#options.origin, m: message, a: ack }

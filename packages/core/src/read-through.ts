@@ -39,6 +39,8 @@ export class ReadThrough {
   readonly #inflight = new Map<string, Promise<Entry>>()
   readonly #refreshing = new Set<string>()
   readonly #waiters = new Map<string, Set<() => void>>()
+  /** Keys whose value landed while their waiter was between sleeps (reading Redis). */
+  readonly #landed = new Set<string>()
   #closed = false
 
   constructor(deps: ReadThroughDeps) {
@@ -88,6 +90,7 @@ export class ReadThrough {
     this.#inflight.set(key, loading)
     const settle = () => {
       if (this.#inflight.get(key) === loading) this.#inflight.delete(key)
+      this.#landed.delete(key)
     }
     loading.then(settle, settle)
     return loading
@@ -212,7 +215,8 @@ export class ReadThrough {
       encoded = encode(value)
     } catch (error) {
       stats.loaded(key, Date.now() - started, error)
-      if (token !== '' && l2 !== undefined) l2.release(key, token).catch(() => {})
+      // Released before the error surfaces, so a retry elsewhere does not wait for a dead lock.
+      if (token !== '' && l2 !== undefined) await l2.release(key, token).catch(() => {})
       if (stale !== undefined && Date.now() < stale.errorUntil) {
         stats.stale(key, 'error')
         return stale
@@ -294,6 +298,7 @@ export class ReadThrough {
     for (const key of keys) {
       const waiters = this.#waiters.get(key)
       if (waiters !== undefined) for (const wake of [...waiters]) wake()
+      else if (this.#inflight.has(key)) this.#landed.add(key)
     }
   }
 
@@ -336,6 +341,7 @@ export class ReadThrough {
 
   /** Sleeps up to `ms`; resolves true when woken early by the bus (the value landed). */
   #sleep(key: string, ms: number): Promise<boolean> {
+    if (this.#landed.delete(key)) return Promise.resolve(true)
     return new Promise((resolve) => {
       let waiters = this.#waiters.get(key)
       if (waiters === undefined) {

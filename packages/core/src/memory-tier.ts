@@ -67,17 +67,6 @@ export class MemoryTier {
     return true
   }
 
-  /** True when a value born at `born` for this key and tags would be refused now. */
-  invalidatedSince(key: string, tags: readonly string[], born: number): boolean {
-    const keyEpoch = this.#keyEpochs.get(key)
-    if (born < this.#floor || (keyEpoch !== undefined && keyEpoch > born)) return true
-    for (const tag of tags) {
-      const epoch = this.#tagEpochs.get(tag)
-      if (epoch !== undefined && epoch > born) return true
-    }
-    return false
-  }
-
   deleteKeys(keys: readonly string[]): void {
     const epoch = ++this.#epoch
     for (const key of keys) {

@@ -49,3 +49,28 @@ t.test('a value that changed while its load ran is not overwritten by the older 
   await deleting
   t.equal(await cache.get('d'), undefined, 'a delete during the load wins too')
 })
+
+t.test('a flood of invalidations keeps L1 bounded and never resurrects an invalidated entry', async (t) => {
+  const cache = createCache()
+  t.teardown(() => cache.close())
+  await cache.set('guarded', 'old', { tags: ['first'] })
+  let release = () => {}
+  const loading = cache.wrap(
+    'late',
+    () => new Promise<string>((resolve) => (release = () => resolve('stale'))),
+    { tags: ['first'] },
+  )
+  await cache.invalidateTags(['first'])
+  // More distinct tags than L1 keeps records for: the oldest records are forgotten.
+  for (let i = 0; i < 12_000; i++) await cache.invalidateTags([`flood:${i}`])
+  release()
+  await loading
+  t.equal(await cache.get('guarded'), undefined, 'the entry invalidated before the flood stays invalid')
+  t.equal(
+    await cache.get('late'),
+    undefined,
+    'a load that began before the forgotten invalidation is not stored',
+  )
+  await cache.set('fresh', 'new', { tags: ['first'] })
+  t.equal(await cache.get('fresh'), 'new', 'new entries are stored as usual')
+})

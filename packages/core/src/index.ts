@@ -3,7 +3,9 @@ export { Cache, type CacheEntryInfo, createCache, type Loader } from './cache.js
 export { type Duration, parseDuration } from './duration.js'
 export { LarderError } from './errors.js'
 export { globToRegExp } from './keys.js'
+export { validateTags } from './options.js'
 export { channels } from './stats.js'
+export { compileTemplate, type Template } from './template.js'
 export type {
   CacheOptions,
   CacheStats,

@@ -18,9 +18,7 @@ import { type Connection, connect } from './redis/connection.js'
 import { RedisGuard } from './redis/guard.js'
 import { RedisTier, type RemoteEntry } from './redis/redis-tier.js'
 import { StatsRecorder } from './stats.js'
-import type { CacheOptions, CacheStats, CacheValue, EntryOptions } from './types.js'
-
-export type Loader<T> = () => T | Promise<T>
+import type { CacheOptions, CacheStats, CacheValue, EntryOptions, Loader } from './types.js'
 
 /** What `getEntry`/`wrapEntry` return: the value and how old it is. */
 export interface CacheEntryInfo<T> {
@@ -283,6 +281,7 @@ function toEntry(remote: RemoteEntry, born: number): Entry {
     earlyRefresh: remote.earlyRefresh,
     tags: remote.tags,
     born,
+    tagsChecked: 0,
   }
 }
 

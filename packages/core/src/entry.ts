@@ -17,6 +17,11 @@ export interface Entry {
   tags: readonly string[]
   /** L1's invalidation epoch when the read or load that produced it began. */
   born: number
+  /**
+   * L1's latest tag-invalidation epoch when this entry's tags were last found valid there (0 when it
+   * was made), so a hit looks its tags up again only after some tag was invalidated.
+   */
+  tagsChecked: number
 }
 
 export function lifetimeEnd(entry: Entry): number {

@@ -1,5 +1,5 @@
 export { parseBytes } from './bytes.js'
-export { Cache, type CacheEntryInfo, createCache, type Loader } from './cache.js'
+export { Cache, type CacheEntryInfo, createCache } from './cache.js'
 export { type Duration, parseDuration } from './duration.js'
 export { LarderError } from './errors.js'
 export { globToRegExp } from './keys.js'
@@ -12,6 +12,8 @@ export type {
   CacheValue,
   EntryOptions,
   L1Options,
+  Loader,
+  LoaderContext,
   Logger,
   RedisClient,
 } from './types.js'

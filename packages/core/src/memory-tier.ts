@@ -14,6 +14,8 @@ export class MemoryTier {
   #epoch = 0
   /** Entries born before this epoch are refused (set by pattern deletes, clears and overflow). */
   #floor = 0
+  /** The epoch of the latest tag invalidation: no tag record is newer. */
+  #tagEpoch = 0
   readonly #tagEpochs = new Map<string, number>()
   readonly #keyEpochs = new Map<string, number>()
   evictions = 0
@@ -46,10 +48,15 @@ export class MemoryTier {
 
   #tagsValid(entry: Entry): boolean {
     const tags = entry.tags
+    // No tag was invalidated since the entry was born, or since its tags were last found valid: the
+    // answer cannot have changed, so the hot path skips one Map lookup per tag.
+    const latest = this.#tagEpoch
+    if (tags.length === 0 || entry.born >= latest || entry.tagsChecked === latest) return true
     for (let i = 0; i < tags.length; i++) {
       const epoch = this.#tagEpochs.get(tags[i] as string)
       if (epoch !== undefined && epoch > entry.born) return false
     }
+    entry.tagsChecked = latest
     return true
   }
 
@@ -77,6 +84,7 @@ export class MemoryTier {
 
   invalidateTags(tags: readonly string[]): void {
     const epoch = ++this.#epoch
+    this.#tagEpoch = epoch
     for (const tag of tags) this.#record(this.#tagEpochs, tag, epoch)
   }
 

@@ -75,3 +75,11 @@ export interface CacheStats {
   breaker: 'closed' | 'open'
   l1: { entries: number; bytes: number; evictions: number }
 }
+
+/** Handed to every loader. */
+export interface LoaderContext {
+  /** Stores this result with another TTL than the call's options (`0`: do not cache it). */
+  setTtl(ttl: Duration): void
+}
+
+export type Loader<T> = (context: LoaderContext) => T | Promise<T>

@@ -85,6 +85,24 @@ export function cacheConformance(t: Test, make: MakeCache): void {
     t.equal(loader.calls, 2, 'wrap loads again after expiry')
   })
 
+  t.test('a loader can choose its own TTL (a short one for a not-found result)', async (t) => {
+    const cache = await make()
+    const loader = counter(() => 'not found')
+    const short = async (context: { setTtl(ttl: number): void }) => {
+      context.setTtl(40)
+      return loader()
+    }
+    await cache.wrap('adaptive', short, { ttl: '1h' })
+    t.equal(await cache.get('adaptive'), 'not found', 'cached')
+    await sleep(80)
+    t.equal(await cache.get('adaptive'), undefined, 'for the TTL the loader chose, not the 1h of the call')
+    await cache.wrap('skipped', async (context) => {
+      context.setTtl(0)
+      return 'once'
+    })
+    t.equal(await cache.get('skipped'), undefined, 'setTtl(0) does not cache the result')
+  })
+
   t.test('a loader error reaches the caller and nothing is cached', async (t) => {
     const cache = await make()
     await t.rejects(

@@ -194,16 +194,14 @@ export class ReadThrough {
       }
     }
     stats.miss(key)
-    return this.#callLoader(key, loader, options, token, stale, born)
+    return this.#callLoader(key, loader, options, { token, stale, born, background })
   }
 
   async #callLoader<T>(
     key: string,
     loader: Loader<T>,
     options: ResolvedEntryOptions,
-    token: string,
-    stale: Entry | undefined,
-    born: number,
+    run: { token: string; stale: Entry | undefined; born: number; background: boolean },
   ): Promise<Entry> {
     const { l2, stats } = this.#deps
     // Versions are read before the loader runs: an invalidation during the load leaves the result
@@ -215,7 +213,8 @@ export class ReadThrough {
     const started = Date.now()
     let value: T
     let encoded: Encoded
-    const context = new Context()
+    const { token, stale, born } = run
+    const context = new Context(run.background)
     try {
       value = await loader(context)
       encoded = encode(value)
@@ -374,6 +373,11 @@ export class ReadThrough {
 /** Lets a loader decide about its own result, e.g. a shorter TTL for a 404. */
 class Context implements LoaderContext {
   ttl: number | undefined
+  readonly background: boolean
+
+  constructor(background: boolean) {
+    this.background = background
+  }
 
   setTtl(ttl: number | string): void {
     this.ttl = parseDuration(ttl, 'setTtl')

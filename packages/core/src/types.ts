@@ -78,6 +78,8 @@ export interface CacheStats {
 
 /** Handed to every loader. */
 export interface LoaderContext {
+  /** True for a refresh nobody waits on (stale-while-revalidate, early refresh). */
+  readonly background: boolean
   /** Stores this result with another TTL than the call's options (`0`: do not cache it). */
   setTtl(ttl: Duration): void
 }

@@ -1,0 +1,275 @@
+import { randomUUID } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import type { Cache, CacheEntryInfo, LoaderContext } from '@larder/core'
+import type {
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  onRequestHookHandler,
+  onSendHookHandler,
+} from 'fastify'
+import { etagMatches, refusal, storableHeaders } from './http.js'
+import { type Lead, type Lookup, lookup, NotCacheable } from './lookup.js'
+import type { CompiledRoute } from './route.js'
+import { decodeStored, encodeStored, type StoredResponse, strongEtag } from './stored-response.js'
+
+/** What a cached route decided for one request. */
+type State =
+  | { mode: 'served' }
+  | { mode: 'bypass'; reason: string }
+  | { mode: 'lead'; lead: Lead; tags: readonly string[]; done: boolean }
+
+export const kState = Symbol('larder.responseCache')
+type WithState = FastifyRequest & { [kState]: State | null }
+
+/** Background refreshes replay the request through `inject`, carrying one of these ids. */
+const REFRESH_HEADER = 'x-larder-refresh'
+
+interface Refresh {
+  commit(value: Buffer, ttlMs?: number): void
+  abort(reason: Error): void
+}
+
+export interface HookContext {
+  fastify: FastifyInstance
+  cache: Cache
+  maxEntryBytes: number
+}
+
+/** The hooks one cached route gets; routes without `config.cache` get none. */
+export function routeHooks(route: CompiledRoute, context: HookContext) {
+  const { cache, maxEntryBytes } = context
+  const refreshes = new Map<string, Refresh>()
+
+  /** Replays the request in the background (stale-while-revalidate) so no client waits for it. */
+  const refreshVia = (url: string, headers: FastifyRequest['headers']) => async (loader: LoaderContext) => {
+    const id = randomUUID()
+    const done = new Promise<Buffer>((commit, abort) =>
+      refreshes.set(id, {
+        commit(value, ttlMs) {
+          if (ttlMs !== undefined) loader.setTtl(ttlMs)
+          commit(value)
+        },
+        abort,
+      }),
+    )
+    try {
+      const replay = { ...headers, [REFRESH_HEADER]: id }
+      delete replay['if-none-match']
+      delete replay['if-modified-since']
+      await context.fastify.inject({ method: 'GET', url, headers: replay })
+      refreshes.get(id)?.abort(new NotCacheable('refresh did not reach the route'))
+      return await done
+    } finally {
+      refreshes.delete(id)
+    }
+  }
+
+  const onRequest: onRequestHookHandler = async function larderCacheLookup(request, reply) {
+    const req = request as WithState
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      req[kState] = { mode: 'bypass', reason: 'method' }
+      return
+    }
+    const refreshId = request.headers[REFRESH_HEADER]
+    const refresh = typeof refreshId === 'string' ? refreshes.get(refreshId) : undefined
+    if (refresh !== undefined) {
+      refreshes.delete(refreshId as string)
+      const tags = route.tags(request)
+      const lead: Lead = { commit: refresh.commit, abort: refresh.abort, result: Promise.reject() }
+      lead.result.catch(() => {})
+      req[kState] = { mode: 'lead', lead, tags, done: false }
+      return
+    }
+    if (
+      !route.allowsCredentials &&
+      (request.headers.authorization !== undefined || request.headers.cookie !== undefined)
+    ) {
+      req[kState] = { mode: 'bypass', reason: 'credentials' }
+      return
+    }
+    let key: string | undefined
+    let tags: readonly string[]
+    try {
+      key = route.key(request)
+      tags = route.tags(request)
+    } catch (error) {
+      request.log.warn({ err: error }, 'larder: cache key or tags could not be built, request not cached')
+      req[kState] = { mode: 'bypass', reason: 'key' }
+      return
+    }
+    if (key === undefined) {
+      req[kState] = { mode: 'bypass', reason: 'anonymous' }
+      return
+    }
+    let found: Lookup
+    try {
+      found = await lookup(cache, key, route.entryOptions(tags), refreshVia(request.url, request.headers))
+    } catch (error) {
+      // The request we waited on was not cacheable (or failed): handle this one ourselves.
+      req[kState] = { mode: 'bypass', reason: error instanceof NotCacheable ? error.reason : 'error' }
+      return
+    }
+    if (found.kind === 'lead') {
+      if (request.method === 'HEAD') {
+        // A HEAD response has no body to store; let the GET that follows fill the entry.
+        found.lead.abort(new NotCacheable('head'))
+        req[kState] = { mode: 'bypass', reason: 'head' }
+        return
+      }
+      req[kState] = { mode: 'lead', lead: found.lead, tags, done: false }
+      return
+    }
+    const stored = decodeStored(found.info.value)
+    if (stored === undefined) {
+      req[kState] = { mode: 'bypass', reason: 'unreadable' }
+      return
+    }
+    req[kState] = { mode: 'served' }
+    return serve(request, reply, stored, found.info, tags)
+  }
+
+  function serve(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    stored: StoredResponse,
+    info: CacheEntryInfo<Buffer>,
+    tags: readonly string[],
+  ) {
+    const verdict = info.stale ? 'STALE' : 'HIT'
+    reply.headers(stored.headers)
+    reply.header('etag', stored.etag)
+    reply.header('age', String(info.ageSeconds))
+    reply.header('x-cache', verdict)
+    reply.header('cache-status', `larder; hit${info.stale ? '; fwd=stale' : ''}`)
+    if (route.cdn) cdnHeaders(reply, tags)
+    if (etagMatches(headerText(request.headers['if-none-match']), stored.etag)) {
+      reply.removeHeader('content-type')
+      reply.removeHeader('content-encoding')
+      return reply.code(304).send()
+    }
+    return reply.code(stored.status).send(stored.body)
+  }
+
+  const onSend: onSendHookHandler = async function larderCacheStore(request, reply, payload) {
+    const state = (request as WithState)[kState]
+    if (state === null || state.mode === 'served') return payload
+    if (state.mode === 'bypass') {
+      if (!reply.hasHeader('x-cache')) {
+        reply.header('x-cache', 'BYPASS')
+        reply.header(
+          'cache-status',
+          `larder; fwd=${state.reason === 'method' ? 'method' : 'bypass'}; detail=${state.reason}`,
+        )
+      }
+      return payload
+    }
+    if (state.done) return payload
+    state.done = true
+    return finishLead(request, reply, payload, state)
+  }
+
+  async function finishLead(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: unknown,
+    state: Extract<State, { mode: 'lead' }>,
+  ): Promise<unknown> {
+    const { lead } = state
+    const why = refusal(reply, route.isPrivate)
+    if (why !== undefined) {
+      if (reply.statusCode >= 500 && route.staleIfError > 0)
+        return standInForError(request, reply, payload, lead, why)
+      return bypass(reply, lead, why, payload)
+    }
+    const body = await bodyBytes(payload, reply)
+    if (body === undefined) return bypass(reply, lead, 'stream', payload)
+    if (body.length > maxEntryBytes) return bypass(reply, lead, 'too-large', body)
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', route.cacheControl)
+    const etag = String(reply.getHeader('etag') ?? strongEtag(body))
+    reply.header('etag', etag)
+    const stored: StoredResponse = { status: reply.statusCode, headers: storableHeaders(reply), etag, body }
+    lead.commit(encodeStored(stored), reply.statusCode === 404 ? route.notFoundTtl : undefined)
+    reply.header('age', '0')
+    reply.header('x-cache', 'MISS')
+    reply.header('cache-status', 'larder; fwd=miss; stored')
+    if (route.cdn) cdnHeaders(reply, state.tags)
+    return body
+  }
+
+  /** The handler failed: answer with the stale response if the engine still has one in its window. */
+  async function standInForError(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: unknown,
+    lead: Lead,
+    why: string,
+  ): Promise<unknown> {
+    lead.abort(new NotCacheable(why))
+    const stale = await lead.result.catch(() => undefined)
+    const stored = stale === undefined ? undefined : decodeStored(stale.value)
+    if (stale === undefined || stored === undefined || !stale.stale) {
+      reply.header('x-cache', 'BYPASS')
+      reply.header('cache-status', `larder; fwd=bypass; detail=${why}`)
+      return payload
+    }
+    request.log.warn({ status: reply.statusCode }, 'larder: handler failed, serving the stale response')
+    for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
+    reply.code(stored.status)
+    reply.headers(stored.headers)
+    reply.header('etag', stored.etag)
+    reply.header('age', String(stale.ageSeconds))
+    reply.header('x-cache', 'STALE')
+    reply.header('cache-status', 'larder; hit; fwd=stale; detail=stale-if-error')
+    return stored.body
+  }
+
+  /** Lets go of the lead if the response never reached onSend (aborted request, hijacked reply). */
+  const onResponse = async function larderCacheRelease(request: FastifyRequest) {
+    const state = (request as WithState)[kState]
+    if (state?.mode === 'lead' && !state.done) {
+      state.done = true
+      state.lead.abort(new NotCacheable('no-response'))
+    }
+  }
+
+  return { onRequest, onSend, onResponse, onRequestAbort: onResponse }
+}
+
+function bypass(reply: FastifyReply, lead: Lead, why: string, payload: unknown): unknown {
+  lead.abort(new NotCacheable(why))
+  reply.header('x-cache', 'BYPASS')
+  reply.header('cache-status', `larder; fwd=bypass; detail=${why}`)
+  return payload
+}
+
+function cdnHeaders(reply: FastifyReply, tags: readonly string[]): void {
+  if (tags.length === 0) return
+  reply.header('surrogate-key', tags.join(' '))
+  reply.header('cache-tag', tags.join(','))
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(',') : value
+}
+
+/**
+ * The serialized body as bytes. Streams are not cached, except the one @fastify/compress makes of a
+ * body it compressed (recognised by the Content-Encoding it set): that is read whole and stored.
+ */
+async function bodyBytes(payload: unknown, reply: FastifyReply): Promise<Buffer | undefined> {
+  if (payload === null || payload === undefined) return Buffer.alloc(0)
+  if (Buffer.isBuffer(payload)) return payload
+  if (typeof payload === 'string') return Buffer.from(payload)
+  if (isReadable(payload) && reply.hasHeader('content-encoding')) {
+    const chunks: Buffer[] = []
+    for await (const chunk of payload)
+      chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string))
+    return Buffer.concat(chunks)
+  }
+  return undefined
+}
+
+function isReadable(value: unknown): value is Readable {
+  return typeof value === 'object' && value !== null && typeof (value as Readable).pipe === 'function'
+}

@@ -1,0 +1,211 @@
+import { compileTemplate, type EntryOptions, LarderError, parseDuration, validateTags } from '@larder/core'
+import type { FastifyRequest } from 'fastify'
+import type { RouteCacheConfig } from './types.js'
+
+/** Everything the request path needs about a route, computed once when the route is registered. */
+export interface CompiledRoute {
+  url: string
+  ttl: number
+  staleWhileRevalidate: number
+  staleIfError: number
+  notFoundTtl: number
+  /** Requests with `Authorization` or `Cookie` may be cached (the route keys or varies on them). */
+  allowsCredentials: boolean
+  /** Varies on `Accept-Encoding` (@fastify/compress is registered). */
+  byEncoding: boolean
+  cdn: boolean
+  isPrivate: boolean
+  cacheControl: string
+  key(request: FastifyRequest): string | undefined
+  tags(request: FastifyRequest): readonly string[]
+  entryOptions(tags: readonly string[]): EntryOptions
+}
+
+const KNOWN = new Set([
+  'ttl',
+  'staleWhileRevalidate',
+  'staleIfError',
+  'notFoundTtl',
+  'tags',
+  'vary',
+  'query',
+  'key',
+  'private',
+  'cdn',
+])
+const TAG_ROOTS = ['params', 'query'] as const
+
+function fail(route: string, message: string): LarderError {
+  return new LarderError('LARDER_INVALID_OPTION', `config.cache of ${route}: ${message}`)
+}
+
+function stringList(value: unknown, route: string, name: string): readonly string[] | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && item.length > 0)) {
+    throw fail(route, `${name}: expected an array of non-empty strings`)
+  }
+  return value
+}
+
+function optionalFunction<T>(value: unknown, route: string, name: string): T | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw fail(route, `${name}: expected a function, got ${typeof value}`)
+  return value as T
+}
+
+export function compileRoute(
+  config: RouteCacheConfig,
+  defaults: Partial<RouteCacheConfig>,
+  route: string,
+  byEncoding: boolean,
+): CompiledRoute {
+  if (typeof config !== 'object' || config === null) throw fail(route, 'expected an object or false')
+  for (const name of Object.keys(config)) if (!KNOWN.has(name)) throw fail(route, `unknown option '${name}'`)
+  const merged = { ...defaults, ...config }
+  if (merged.ttl === undefined) throw fail(route, 'ttl: required (e.g. "10m")')
+  const ttl = parseDuration(merged.ttl, `config.cache.ttl of ${route}`)
+  if (ttl === 0) throw fail(route, 'ttl: expected a duration > 0')
+  const staleWhileRevalidate = parseDuration(
+    merged.staleWhileRevalidate ?? 0,
+    `config.cache.staleWhileRevalidate of ${route}`,
+  )
+  const staleIfError = parseDuration(merged.staleIfError ?? 0, `config.cache.staleIfError of ${route}`)
+  const notFoundTtl = parseDuration(
+    merged.notFoundTtl ?? Math.min(ttl, 30_000),
+    `config.cache.notFoundTtl of ${route}`,
+  )
+  const vary = (stringList(config.vary, route, 'vary') ?? []).map((name) => name.toLowerCase())
+  const query = stringList(config.query, route, 'query')
+  const customKey = optionalFunction<(request: FastifyRequest) => string>(config.key, route, 'key')
+  const privateKey = optionalFunction<(request: FastifyRequest) => string | undefined>(
+    config.private,
+    route,
+    'private',
+  )
+  const tags = compileTags(config.tags, route)
+  const cdn = config.cdn === true
+  const keyOf = compileKey(route, { vary, query, customKey, privateKey, byEncoding })
+  return {
+    url: route,
+    ttl,
+    staleWhileRevalidate,
+    staleIfError,
+    notFoundTtl,
+    allowsCredentials: privateKey !== undefined || vary.includes('authorization') || vary.includes('cookie'),
+    byEncoding,
+    cdn,
+    isPrivate: privateKey !== undefined,
+    cacheControl: cacheControl({
+      ttl,
+      staleWhileRevalidate,
+      staleIfError,
+      cdn,
+      isPrivate: privateKey !== undefined,
+    }),
+    key: keyOf,
+    tags,
+    entryOptions: (routeTags) => ({ ttl, staleWhileRevalidate, staleIfError, tags: routeTags }),
+  }
+}
+
+function compileTags(
+  value: RouteCacheConfig['tags'],
+  route: string,
+): (request: FastifyRequest) => readonly string[] {
+  if (value === undefined) return () => []
+  if (typeof value === 'function') {
+    return (request) => validateTags(value(request), `config.cache.tags of ${route}`)
+  }
+  const templates = stringList(value, route, 'tags') ?? []
+  const compiled = templates.map((template) =>
+    compileTemplate(template, TAG_ROOTS, `config.cache.tags of ${route}`),
+  )
+  return (request) =>
+    validateTags(
+      compiled.map((fill) => fill(request as unknown as Record<string, unknown>)),
+      `config.cache.tags of ${route}`,
+    )
+}
+
+function compileKey(
+  route: string,
+  options: {
+    vary: readonly string[]
+    query: readonly string[] | undefined
+    customKey: ((request: FastifyRequest) => string) | undefined
+    privateKey: ((request: FastifyRequest) => string | undefined) | undefined
+    byEncoding: boolean
+  },
+): (request: FastifyRequest) => string | undefined {
+  const { vary, query, customKey, privateKey, byEncoding } = options
+  return (request) => {
+    let key = `res:${route}`
+    if (privateKey !== undefined) {
+      const user = privateKey(request)
+      if (typeof user !== 'string' || user.length === 0) return undefined
+      key += `|u=${encodeURIComponent(user)}`
+    }
+    if (customKey !== undefined) key += `|k=${customKey(request)}`
+    else key += `|${paramsPart(request.params)}?${queryPart(request.query, query)}`
+    for (const name of vary) key += `|${name}=${headerValue(request.headers[name])}`
+    if (byEncoding) key += `|ae=${normalizeEncoding(request.headers['accept-encoding'])}`
+    return key
+  }
+}
+
+function paramsPart(params: unknown): string {
+  if (params === null || typeof params !== 'object') return ''
+  let out = ''
+  for (const [name, value] of Object.entries(params)) out += `${name}=${encodeURIComponent(String(value))}/`
+  return out
+}
+
+function queryPart(query: unknown, allow: readonly string[] | undefined): string {
+  if (query === null || typeof query !== 'object') return ''
+  const names = (allow ?? Object.keys(query)).filter(
+    (name) => (query as Record<string, unknown>)[name] !== undefined,
+  )
+  if (names.length === 0) return ''
+  return [...names]
+    .sort()
+    .map((name) => {
+      const value = (query as Record<string, unknown>)[name]
+      const values = Array.isArray(value) ? value : [value]
+      return values.map((v) => `${encodeURIComponent(name)}=${encodeURIComponent(String(v))}`).join('&')
+    })
+    .join('&')
+}
+
+function headerValue(value: string | string[] | undefined): string {
+  if (value === undefined) return ''
+  return encodeURIComponent(Array.isArray(value) ? value.join(',') : value)
+}
+
+/** `gzip, br;q=0.8` and `br,gzip` are the same request for a compressor: sort the codings. */
+function normalizeEncoding(value: string | string[] | undefined): string {
+  if (value === undefined) return ''
+  const text = Array.isArray(value) ? value.join(',') : value
+  return text
+    .toLowerCase()
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0)
+    .sort()
+    .join(',')
+}
+
+function cacheControl(route: {
+  ttl: number
+  staleWhileRevalidate: number
+  staleIfError: number
+  cdn: boolean
+  isPrivate: boolean
+}): string {
+  const seconds = (ms: number) => Math.floor(ms / 1000)
+  const parts = [route.isPrivate ? 'private' : 'public', `max-age=${seconds(route.ttl)}`]
+  if (route.cdn && !route.isPrivate) parts.push(`s-maxage=${seconds(route.ttl)}`)
+  if (route.staleWhileRevalidate > 0)
+    parts.push(`stale-while-revalidate=${seconds(route.staleWhileRevalidate)}`)
+  if (route.staleIfError > 0) parts.push(`stale-if-error=${seconds(route.staleIfError)}`)
+  return parts.join(', ')
+}

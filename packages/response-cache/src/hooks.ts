@@ -20,6 +20,8 @@ type State =
   | { mode: 'lead'; lead: Lead; tags: readonly string[]; done: boolean }
 
 export const kState = Symbol('larder.responseCache')
+const SERVED: State = { mode: 'served' }
+const NO_TAGS: readonly string[] = []
 type WithState = FastifyRequest & { [kState]: State | null }
 
 /** Background refreshes replay the request through `inject`, carrying one of these ids. */
@@ -65,11 +67,43 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     }
   }
 
-  const onRequest: onRequestHookHandler = async function larderCacheLookup(request, reply) {
+  /** A fresh entry in this process's memory is answered synchronously: no promise, no Redis. */
+  function answerFromMemory(request: FastifyRequest, reply: FastifyReply): boolean {
+    if (request.method !== 'GET' && request.method !== 'HEAD') return false
+    if (request.headers[REFRESH_HEADER] !== undefined) return false
+    if (
+      !route.allowsCredentials &&
+      (request.headers.authorization !== undefined || request.headers.cookie !== undefined)
+    ) {
+      return false
+    }
+    let key: string | undefined
+    try {
+      key = route.key(request)
+    } catch {
+      return false
+    }
+    const info = key === undefined ? undefined : cache.peek<Buffer>(key)
+    const stored = info === undefined ? undefined : decodeStored(info.value)
+    if (info === undefined || stored === undefined) return false
+    ;(request as WithState)[kState] = SERVED
+    serve(request, reply, stored, info, route.cdn ? route.tags(request) : NO_TAGS)
+    return true
+  }
+
+  const onRequest: onRequestHookHandler = function larderCacheLookup(request, reply, done) {
+    if (answerFromMemory(request, reply)) return
+    decide(request, reply).then((served) => {
+      if (!served) done()
+    }, done)
+  }
+
+  /** Resolves true when it answered the request itself (a hit), false to let the handler run. */
+  async function decide(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
     const req = request as WithState
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       req[kState] = { mode: 'bypass', reason: 'method' }
-      return
+      return false
     }
     const refreshId = request.headers[REFRESH_HEADER]
     const refresh = typeof refreshId === 'string' ? refreshes.get(refreshId) : undefined
@@ -79,14 +113,14 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
       const lead: Lead = { commit: refresh.commit, abort: refresh.abort, result: Promise.reject() }
       lead.result.catch(() => {})
       req[kState] = { mode: 'lead', lead, tags, done: false }
-      return
+      return false
     }
     if (
       !route.allowsCredentials &&
       (request.headers.authorization !== undefined || request.headers.cookie !== undefined)
     ) {
       req[kState] = { mode: 'bypass', reason: 'credentials' }
-      return
+      return false
     }
     let key: string | undefined
     let tags: readonly string[]
@@ -96,11 +130,11 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     } catch (error) {
       request.log.warn({ err: error }, 'larder: cache key or tags could not be built, request not cached')
       req[kState] = { mode: 'bypass', reason: 'key' }
-      return
+      return false
     }
     if (key === undefined) {
       req[kState] = { mode: 'bypass', reason: 'anonymous' }
-      return
+      return false
     }
     let found: Lookup
     try {
@@ -108,25 +142,26 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     } catch (error) {
       // The request we waited on was not cacheable (or failed): handle this one ourselves.
       req[kState] = { mode: 'bypass', reason: error instanceof NotCacheable ? error.reason : 'error' }
-      return
+      return false
     }
     if (found.kind === 'lead') {
       if (request.method === 'HEAD') {
         // A HEAD response has no body to store; let the GET that follows fill the entry.
         found.lead.abort(new NotCacheable('head'))
         req[kState] = { mode: 'bypass', reason: 'head' }
-        return
+        return false
       }
       req[kState] = { mode: 'lead', lead: found.lead, tags, done: false }
-      return
+      return false
     }
     const stored = decodeStored(found.info.value)
     if (stored === undefined) {
       req[kState] = { mode: 'bypass', reason: 'unreadable' }
-      return
+      return false
     }
-    req[kState] = { mode: 'served' }
-    return serve(request, reply, stored, found.info, tags)
+    req[kState] = SERVED
+    serve(request, reply, stored, found.info, tags)
+    return true
   }
 
   function serve(

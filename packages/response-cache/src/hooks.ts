@@ -27,7 +27,7 @@ type WithState = FastifyRequest & { [kState]: State | null }
 /** Background refreshes replay the request through `inject`, carrying one of these ids. */
 const REFRESH_HEADER = 'x-larder-refresh'
 
-interface Refresh {
+export interface Refresh {
   commit(value: Buffer, ttlMs?: number): void
   abort(reason: Error): void
 }
@@ -36,12 +36,13 @@ export interface HookContext {
   fastify: FastifyInstance
   cache: Cache
   maxEntryBytes: number
+  /** Refreshes in flight, shared by all routes (a HEAD request's refresh replays the GET route). */
+  refreshes: Map<string, Refresh>
 }
 
 /** The hooks one cached route gets; routes without `config.cache` get none. */
 export function routeHooks(route: CompiledRoute, context: HookContext) {
-  const { cache, maxEntryBytes } = context
-  const refreshes = new Map<string, Refresh>()
+  const { cache, maxEntryBytes, refreshes } = context
 
   /** Replays the request in the background (stale-while-revalidate) so no client waits for it. */
   const refreshVia = (url: string, headers: FastifyRequest['headers']) => async (loader: LoaderContext) => {
@@ -201,7 +202,13 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     }
     if (state.done) return payload
     state.done = true
-    return finishLead(request, reply, payload, state)
+    try {
+      return await finishLead(request, reply, payload, state)
+    } catch (error) {
+      // Whatever went wrong here, the requests waiting on this one must not hang.
+      state.lead.abort(new NotCacheable('store-failed'))
+      throw error
+    }
   }
 
   async function finishLead(

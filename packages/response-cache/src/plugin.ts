@@ -8,7 +8,7 @@ import {
 } from '@larder/core'
 import type { FastifyInstance, FastifyPluginAsync, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { kState, routeHooks } from './hooks.js'
+import { kState, type Refresh, routeHooks } from './hooks.js'
 import { compileRoute } from './route.js'
 import type { ResponseCacheOptions, RouteCacheConfig } from './types.js'
 
@@ -77,12 +77,13 @@ const responseCachePlugin: FastifyPluginAsync<ResponseCacheOptions> = async (fas
   fastify.decorateRequest(kState, null)
   if (owned) fastify.addHook('onClose', () => cache.close())
   const defaults: Partial<RouteCacheConfig> = options.defaults ?? {}
+  const refreshes = new Map<string, Refresh>()
 
   fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
     const config = routeOptions.config?.cache
     if (config === undefined || config === false) return
     const route = compileRoute(config, defaults, routeOptions.url, fastify.hasReplyDecorator('compress'))
-    const hooks = routeHooks(route, { fastify, cache, maxEntryBytes })
+    const hooks = routeHooks(route, { fastify, cache, maxEntryBytes, refreshes })
     routeOptions.onRequest = addHooks(routeOptions.onRequest, hooks.onRequest)
     routeOptions.onSend = addHooks(routeOptions.onSend, hooks.onSend)
     routeOptions.onResponse = addHooks(routeOptions.onResponse, hooks.onResponse)

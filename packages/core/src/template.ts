@@ -11,8 +11,14 @@ const PATH = /^[A-Za-z_$][\w$]*(\.[\w$-]+)+$/
  * Compiles `'product:{params.id}'` once, at registration. Placeholders must start with one of `roots`
  * (e.g. `params`, `query`, `body`, `response`); a placeholder that resolves to nothing, an object or an
  * over-long string throws when filled, so a template never silently becomes `'product:undefined'`.
+ * `check` sees each filled-in value (not the template's literal text) and may throw.
  */
-export function compileTemplate(template: string, roots: readonly string[], name = 'template'): Template {
+export function compileTemplate(
+  template: string,
+  roots: readonly string[],
+  name = 'template',
+  check: (value: string) => string = (value) => value,
+): Template {
   if (typeof template !== 'string' || template.length === 0) {
     throw new LarderError(
       'LARDER_INVALID_TEMPLATE',
@@ -39,7 +45,7 @@ export function compileTemplate(template: string, roots: readonly string[], name
     let out = ''
     for (const part of parts) {
       if (typeof part === 'string') out += part
-      else out += fill(context, part, template)
+      else out += check(fill(context, part, template))
     }
     return out
   }

@@ -72,12 +72,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
   function answerFromMemory(request: FastifyRequest, reply: FastifyReply): boolean {
     if (request.method !== 'GET' && request.method !== 'HEAD') return false
     if (request.headers[REFRESH_HEADER] !== undefined) return false
-    if (
-      !route.allowsCredentials &&
-      (request.headers.authorization !== undefined || request.headers.cookie !== undefined)
-    ) {
-      return false
-    }
+    if (route.refusesCredentials(request.headers)) return false
     let key: string | undefined
     try {
       key = route.key(request)
@@ -116,10 +111,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
       req[kState] = { mode: 'lead', lead, tags, done: false }
       return false
     }
-    if (
-      !route.allowsCredentials &&
-      (request.headers.authorization !== undefined || request.headers.cookie !== undefined)
-    ) {
+    if (route.refusesCredentials(request.headers)) {
       req[kState] = { mode: 'bypass', reason: 'credentials' }
       return false
     }
@@ -137,13 +129,18 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
       req[kState] = { mode: 'bypass', reason: 'anonymous' }
       return false
     }
-    let found: Lookup
-    try {
-      found = await lookup(cache, key, route.entryOptions(tags), refreshVia(request.url, request.headers))
-    } catch (error) {
-      // The request we waited on was not cacheable (or failed): handle this one ourselves.
-      req[kState] = { mode: 'bypass', reason: error instanceof NotCacheable ? error.reason : 'error' }
-      return false
+    let found: Lookup | undefined
+    for (let attempt = 0; found === undefined; attempt++) {
+      try {
+        found = await lookup(cache, key, route.entryOptions(tags), refreshVia(request.url, request.headers))
+      } catch (error) {
+        const reason = error instanceof NotCacheable ? error.reason : 'error'
+        // A HEAD we waited on stored nothing (it has no body): a GET tries once more, to load it itself.
+        if (reason === 'head' && request.method === 'GET' && attempt === 0) continue
+        // The request we waited on was not cacheable (or failed): handle this one ourselves.
+        req[kState] = { mode: 'bypass', reason }
+        return false
+      }
     }
     if (found.kind === 'lead') {
       if (request.method === 'HEAD') {
@@ -227,7 +224,12 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     const body = await bodyBytes(payload, reply)
     if (body === undefined) return bypass(reply, lead, 'stream', payload)
     if (body.length > maxEntryBytes) return bypass(reply, lead, 'too-large', body)
-    if (!reply.hasHeader('cache-control')) reply.header('cache-control', route.cacheControl)
+    if (!reply.hasHeader('cache-control')) {
+      reply.header(
+        'cache-control',
+        reply.statusCode === 404 ? route.notFoundCacheControl : route.cacheControl,
+      )
+    }
     const etag = String(reply.getHeader('etag') ?? strongEtag(body))
     reply.header('etag', etag)
     const stored: StoredResponse = { status: reply.statusCode, headers: storableHeaders(reply), etag, body }

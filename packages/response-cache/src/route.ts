@@ -9,13 +9,18 @@ export interface CompiledRoute {
   staleWhileRevalidate: number
   staleIfError: number
   notFoundTtl: number
-  /** Requests with `Authorization` or `Cookie` may be cached (the route keys or varies on them). */
-  allowsCredentials: boolean
+  /**
+   * The request carries credentials the key does not separate: `Authorization` unless the route is
+   * private or varies on it, `Cookie` unless the route is private or varies on it.
+   */
+  refusesCredentials(headers: FastifyRequest['headers']): boolean
   /** Varies on `Accept-Encoding` (@fastify/compress is registered). */
   byEncoding: boolean
   cdn: boolean
   isPrivate: boolean
   cacheControl: string
+  /** `cacheControl` for a cached 404, whose TTL is `notFoundTtl`. */
+  notFoundCacheControl: string
   key(request: FastifyRequest): string | undefined
   tags(request: FastifyRequest): readonly string[]
   entryOptions(tags: readonly string[]): EntryOptions
@@ -85,22 +90,28 @@ export function compileRoute(
   const tags = compileTags(config.tags, route)
   const cdn = config.cdn === true
   const keyOf = compileKey(route, { vary, query, customKey, privateKey, byEncoding })
+  const isPrivate = privateKey !== undefined
+  const allowsAuthorization = isPrivate || vary.includes('authorization')
+  const allowsCookie = isPrivate || vary.includes('cookie')
   return {
     url: route,
     ttl,
     staleWhileRevalidate,
     staleIfError,
     notFoundTtl,
-    allowsCredentials: privateKey !== undefined || vary.includes('authorization') || vary.includes('cookie'),
+    refusesCredentials: (headers) =>
+      (!allowsAuthorization && headers.authorization !== undefined) ||
+      (!allowsCookie && headers.cookie !== undefined),
     byEncoding,
     cdn,
-    isPrivate: privateKey !== undefined,
-    cacheControl: cacheControl({
-      ttl,
+    isPrivate,
+    cacheControl: cacheControl({ ttl, staleWhileRevalidate, staleIfError, cdn, isPrivate }),
+    notFoundCacheControl: cacheControl({
+      ttl: notFoundTtl,
       staleWhileRevalidate,
       staleIfError,
       cdn,
-      isPrivate: privateKey !== undefined,
+      isPrivate,
     }),
     key: keyOf,
     tags,

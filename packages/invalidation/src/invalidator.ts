@@ -94,7 +94,15 @@ export class Invalidator {
     this.#timers.add(timer)
   }
 
+  /** Drops the retries still waiting: logged and counted as abandoned, never lost silently. */
   close(): void {
+    if (this.#timers.size > 0) {
+      this.#stats.abandoned += this.#timers.size
+      this.#log.error(
+        { larder: 'invalidation', pending: this.#timers.size },
+        'larder: closing with invalidations not confirmed by Redis; entries may stay stale until their TTL',
+      )
+    }
     for (const timer of this.#timers) clearTimeout(timer)
     this.#timers.clear()
     this.#stats.pending = 0

@@ -5,6 +5,7 @@ import type {
   FastifyRequest,
   onSendHookHandler,
   preHandlerHookHandler,
+  preSerializationHookHandler,
   RouteOptions,
 } from 'fastify'
 import fp from 'fastify-plugin'
@@ -14,7 +15,8 @@ import { compileTargets, type Resolved } from './targets.js'
 import type { InvalidationOptions, InvalidationTargets } from './types.js'
 
 const kPending = Symbol('larder.invalidation')
-type WithPending = FastifyRequest & { [kPending]: Partial<Resolved> | null }
+const kPayload = Symbol('larder.invalidation.payload')
+type WithPending = FastifyRequest & { [kPending]: Partial<Resolved> | null; [kPayload]: unknown }
 
 function checkOptions(options: InvalidationOptions): void {
   for (const name of Object.keys(options)) {
@@ -43,7 +45,7 @@ function merge(a: Partial<Resolved> | null, b: Partial<Resolved>): InvalidationT
   }
 }
 
-/** The JSON reply payload for `{response.x}` templates; undefined when it is not JSON. */
+/** A reply sent as a string or Buffer: its JSON for `{response.x}` templates; undefined when it is not JSON. */
 function parsed(reply: FastifyReply, payload: unknown): unknown {
   if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return undefined
   if (!String(reply.getHeader('content-type') ?? '').includes('json')) return undefined
@@ -65,6 +67,7 @@ const invalidationPlugin: FastifyPluginAsync<InvalidationOptions> = async (fasti
   fastify.decorate('invalidate', (targets: InvalidationTargets) => invalidator.run(targets))
   fastify.decorate('invalidation', { stats: () => invalidator.stats() })
   fastify.decorateRequest(kPending, null)
+  fastify.decorateRequest(kPayload, undefined)
   fastify.addHook('onClose', async () => invalidator.close())
 
   fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
@@ -86,17 +89,30 @@ const invalidationPlugin: FastifyPluginAsync<InvalidationOptions> = async (fasti
       }
     }
 
+    // Keeps the handler's object for `{response.x}`: by onSend, hooks of the instance (@fastify/compress)
+    // may have turned the serialized payload into bytes no JSON.parse can read.
+    const preSerialization: preSerializationHookHandler<unknown> = async function larderInvalidationPayload(
+      request,
+      _reply,
+      payload,
+    ) {
+      ;(request as WithPending)[kPayload] = payload
+      return payload
+    }
+
     // Runs only after a 2xx, before the response leaves: the client's next read is fresh.
     const onSend: onSendHookHandler = async function larderInvalidationRun(request, reply, payload) {
       if (reply.statusCode < 200 || reply.statusCode >= 300) return payload
       const early = (request as WithPending)[kPending]
       if (early === null) return payload // the preHandler refused the request
-      const late = targets.afterHandler(request, reply, parsed(reply, payload))
+      const object = (request as WithPending)[kPayload]
+      const late = targets.afterHandler(request, reply, object ?? parsed(reply, payload))
       await invalidator.run(merge(early, late))
       return payload
     }
 
     routeOptions.preHandler = addHook(routeOptions.preHandler, preHandler)
+    routeOptions.preSerialization = addHook(routeOptions.preSerialization, preSerialization)
     routeOptions.onSend = addHook(routeOptions.onSend, onSend)
   })
 

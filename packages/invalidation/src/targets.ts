@@ -1,9 +1,12 @@
-import { compileTemplate, LarderError } from '@larder/core'
+import { compileTemplate, LarderError, validateTags } from '@larder/core'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RouteInvalidateConfig, TargetList } from './types.js'
 
 const ROOTS = ['params', 'query', 'body', 'response'] as const
 const GLOB = /[*?[\]\\]/
+const PLACEHOLDER = /\{[^{}]*\}/
+/** @larder/core reserves keys starting with this for tag versions (its `TAG_SPACE`). */
+const TAG_SPACE = '{t}'
 const KINDS = ['tags', 'keys', 'patterns'] as const
 type Kind = (typeof KINDS)[number]
 
@@ -22,15 +25,44 @@ export interface CompiledTargets {
   afterHandler(request: FastifyRequest, reply: FastifyReply, payload: unknown): Partial<Resolved>
 }
 
+function preview(value: string): string {
+  return `${JSON.stringify(value.slice(0, 40))}${value.length > 40 ? '…' : ''}`
+}
+
 /** Values filled into a template come from requests: short, and never glob characters. */
 function checkValue(value: string, kind: Kind, template: string): string {
   if (value.length === 0 || value.length > 256 || /\s/.test(value) || GLOB.test(value)) {
     throw new LarderError(
       'LARDER_INVALID_TARGET',
-      `config.invalidate.${kind} ${JSON.stringify(template)}: expected 1-256 characters without whitespace or glob characters, got ${JSON.stringify(value.slice(0, 40))}${value.length > 40 ? '…' : ''}`,
+      `config.invalidate.${kind} ${JSON.stringify(template)}: expected 1-256 characters without whitespace or glob characters, got ${preview(value)}`,
     )
   }
   return value
+}
+
+/**
+ * The whole target, checked as the engine will check it, so that it is refused before the handler
+ * (a 400) rather than after the write (a 500): a tag of 1-256 characters without whitespace or globs, a
+ * key outside the engine's reserved tag space, a pattern of 1-1024 characters.
+ */
+function checkTarget(value: string, kind: Kind, source: string): string {
+  let expected: string | undefined
+  if (kind === 'tags') {
+    try {
+      validateTags([value])
+    } catch {
+      expected = 'a tag of 1-256 characters without whitespace or * ? [ ]'
+    }
+  } else if (kind === 'keys' && (value.length === 0 || value.startsWith(TAG_SPACE))) {
+    expected = `a non-empty key not starting with the reserved '${TAG_SPACE}'`
+  } else if (kind === 'patterns' && (value.length === 0 || value.length > 1024)) {
+    expected = 'a glob of 1-1024 characters'
+  }
+  if (expected === undefined) return value
+  throw new LarderError(
+    'LARDER_INVALID_TARGET',
+    `config.invalidate.${kind} ${source}: expected ${expected}, got ${preview(value)}`,
+  )
 }
 
 function compileList(list: TargetList | undefined, kind: Kind, route: string): CompiledList | undefined {
@@ -45,7 +77,8 @@ function compileList(list: TargetList | undefined, kind: Kind, route: string): C
             'LARDER_INVALID_TARGET',
             `config.invalidate.${kind} of ${route}: the function must return an array of strings`,
           )
-        return values.map((value) => checkValue(String(value), kind, 'function'))
+        // The function is the application's code: its patterns may hold globs.
+        return values.map((value) => checkTarget(String(value), kind, `function of ${route}`))
       },
     }
   }
@@ -56,12 +89,18 @@ function compileList(list: TargetList | undefined, kind: Kind, route: string): C
     )
   }
   // The template's literal text may hold `*` (patterns); what is filled in from the request may not.
-  const templates = list.map((text) => ({
-    fill: compileTemplate(text, ROOTS, `config.invalidate.${kind} of ${route}`, (value) =>
+  const templates = list.map((text) => {
+    const source = JSON.stringify(text)
+    const filled = compileTemplate(text, ROOTS, `config.invalidate.${kind} of ${route}`, (value) =>
       checkValue(value, kind, text),
-    ),
-    needsResponse: text.includes('{response.'),
-  }))
+    )
+    // A template without placeholders is the same on every request: check it once, at registration.
+    if (!PLACEHOLDER.test(text)) checkTarget(text, kind, `of ${route} ${source}`)
+    return {
+      fill: (context: Readonly<Record<string, unknown>>) => checkTarget(filled(context), kind, source),
+      needsResponse: text.includes('{response.'),
+    }
+  })
   return {
     needsResponse: templates.some((template) => template.needsResponse),
     fill: (request, _reply, payload) => {

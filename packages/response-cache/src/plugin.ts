@@ -12,6 +12,9 @@ import { kState, type Refresh, routeHooks } from './hooks.js'
 import { compileRoute } from './route.js'
 import type { ResponseCacheOptions, RouteCacheConfig } from './types.js'
 
+/** How long startup waits for the bus subscription before serving anyway. */
+const READY_WAIT_MS = 1_000
+
 const KNOWN = new Set(['redis', 'cache', 'l1', 'prefix', 'defaults', 'maxEntryBytes', 'engine'])
 
 function invalid(name: string, expected: string): LarderError {
@@ -76,6 +79,16 @@ const responseCachePlugin: FastifyPluginAsync<ResponseCacheOptions> = async (fas
   fastify.decorate('cache', cache)
   fastify.decorateRequest(kState, null)
   if (owned) fastify.addHook('onClose', () => cache.close())
+  // Listen on the bus before serving, so another instance's invalidations reach this one from the
+  // first request; bounded, so a Redis that is down at start delays nothing.
+  fastify.addHook('onReady', async () => {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      cache.ready(),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, READY_WAIT_MS))),
+    ])
+    clearTimeout(timer)
+  })
   const defaults: Partial<RouteCacheConfig> = options.defaults ?? {}
   const refreshes = new Map<string, Refresh>()
 

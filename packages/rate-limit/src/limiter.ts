@@ -23,19 +23,20 @@ export function limitHook(
 ): onRequestAsyncHookHandler {
   const policy = limits.map((limit) => limit.policy).join(', ')
   const { store, stats } = context
+  const single = limits.length === 1 ? limits[0] : undefined
   return async function rateLimit(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (context.skip !== undefined && (await context.skip(request))) return
     if (context.allowListed(request)) return
+    const consume = (limit: CompiledLimit): Promise<Decision> => {
+      const key = limit.key(request)
+      // A key function that returns nothing must not lump every client into one count.
+      if (typeof key !== 'string') throw invalid('key', 'the function to return a string', key)
+      return store.consume(`${limit.scope}|${key}`, limit.spec, limit.cost(request))
+    }
     let decisions: Decision[]
     try {
-      decisions = await Promise.all(
-        limits.map((limit) => {
-          const key = limit.key(request)
-          // A key function that returns nothing must not lump every client into one count.
-          if (typeof key !== 'string') throw invalid('key', 'the function to return a string', key)
-          return store.consume(`${limit.scope}|${key}`, limit.spec, limit.cost(request))
-        }),
-      )
+      // One limit (the usual case): no Promise.all and no array of promises per request.
+      decisions = single === undefined ? await Promise.all(limits.map(consume)) : [await consume(single)]
     } catch (error) {
       if (error instanceof LarderError && error.code === UNAVAILABLE) {
         stats.unavailable++

@@ -22,6 +22,13 @@ interface Commands {
 
 const lua = (file: string): string => readFileSync(new URL(file, import.meta.url), 'utf8')
 
+const toDecision = (reply: Reply): Decision => ({
+  allowed: reply[0] === 1,
+  remaining: reply[1],
+  resetMs: reply[2],
+  retryAfterMs: reply[3],
+})
+
 /** Braces would change the key's hash slot and long keys waste memory: such keys are hashed. */
 function safeKey(key: string): string {
   if (key.length <= 200 && !key.includes('{') && !key.includes('}')) return key
@@ -58,20 +65,22 @@ export class RedisStore implements RateLimitStore {
     return `${this.#prefix}rl:{${safeKey(key)}}:${spec.algorithm === 'sliding-log' ? 'log' : 'win'}`
   }
 
-  async consume(key: string, spec: LimitSpec, cost: number): Promise<Decision> {
+  // Not async: one frame and one promise fewer per request on the hot path.
+  consume(key: string, spec: LimitSpec, cost: number): Promise<Decision> {
     const redisKey = this.keyFor(key, spec)
-    const reply = await this.#guard.run(() =>
-      spec.algorithm === 'sliding-log'
-        ? this.#client.larderRateLog(
-            redisKey,
-            spec.limit,
-            spec.window,
-            cost,
-            `${this.#member}:${++this.#sequence}`,
-          )
-        : this.#client.larderRateWindow(redisKey, spec.limit, spec.window, cost),
-    )
-    return { allowed: reply[0] === 1, remaining: reply[1], resetMs: reply[2], retryAfterMs: reply[3] }
+    return this.#guard
+      .run(() =>
+        spec.algorithm === 'sliding-log'
+          ? this.#client.larderRateLog(
+              redisKey,
+              spec.limit,
+              spec.window,
+              cost,
+              `${this.#member}:${++this.#sequence}`,
+            )
+          : this.#client.larderRateWindow(redisKey, spec.limit, spec.window, cost),
+      )
+      .then(toDecision)
   }
 
   /** The client was handed over: its owner closes it. */

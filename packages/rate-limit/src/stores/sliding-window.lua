@@ -26,6 +26,12 @@ end
 local weight = (window - elapsed) / window
 local estimate = previous * weight + current
 if estimate + cost <= limit then
+  -- The usual case, a key already counted in this window: its expiry, (index + 2) * window, is already
+  -- set and i and p have not changed, so only the count moves (one HINCRBY instead of HSET + PEXPIRE).
+  if stored == index and current > 0 then
+    current = redis.call('HINCRBY', KEYS[1], 'c', cost)
+    return {1, math.max(0, math.floor(limit - previous * weight - current)), 2 * window - elapsed, 0}
+  end
   current = current + cost
   local remaining = math.max(0, math.floor(limit - previous * weight - current))
   local reset = 0

@@ -16,9 +16,11 @@ import { ReadThrough } from './read-through.js'
 import { Bus, type BusMessage } from './redis/bus.js'
 import { type Connection, connect } from './redis/connection.js'
 import { RedisGuard } from './redis/guard.js'
-import { RedisTier, type RemoteEntry } from './redis/redis-tier.js'
+import { RedisTier } from './redis/redis-tier.js'
 import { StatsRecorder } from './stats.js'
 import type { CacheOptions, CacheStats, CacheValue, EntryOptions, Loader } from './types.js'
+import { type WarmEntry, type WarmOptions, type WarmReport, warm } from './warm.js'
+import { type CacheWriter, cacheWriter, type Persist, WriteThrough } from './write-through.js'
 
 /** What `getEntry`/`wrapEntry` return: the value and how old it is. */
 export interface CacheEntryInfo<T> {
@@ -42,6 +44,7 @@ export class Cache {
   readonly #guard: RedisGuard | undefined
   readonly #stats: StatsRecorder
   readonly #readThrough: ReadThrough
+  readonly #writeThrough: WriteThrough
   #closed = false
 
   constructor(options: CacheOptions = {}) {
@@ -78,7 +81,14 @@ export class Cache {
       l2: this.#l2,
       bus: this.#bus,
       stats: this.#stats,
-      toEntry,
+    })
+    this.#writeThrough = new WriteThrough({
+      options: this.options,
+      l1: this.#l1,
+      l2: this.#l2,
+      bus: this.#bus,
+      remove: (key) => this.delete(key),
+      closed: () => this.#closed,
     })
   }
 
@@ -132,7 +142,7 @@ export class Cache {
         return Promise.resolve(entry.value as T)
       }
     }
-    return this.#readThrough.resolve(k, loader, options).then((entry) => entry.value as T)
+    return this.#readThrough.resolve(k, loader, options).then(entryValue) as Promise<T>
   }
 
   /**
@@ -155,6 +165,29 @@ export class Cache {
     const k = cacheKey(key, this.options.maxKeyLength)
     const entry = await this.#readThrough.resolve(k, loader, options)
     return info<T>(entry, Date.now())
+  }
+
+  /**
+   * Write-through: `persist(value)` (the database write) first, then the value in both tiers, every
+   * other process's L1 told before it resolves. When `persist` throws, the cache is untouched and the
+   * error reaches the caller. When the cache write fails after it, the key is removed instead (logged
+   * and counted): resolves `false` then, `true` when the value is cached.
+   */
+  writeThrough<T>(key: string, value: T, persist: Persist<T>, options?: EntryOptions): Promise<boolean> {
+    return this.#writeThrough.write(key, value, persist, options)
+  }
+
+  /** For `createWriteBehind`: the cache's write path and its Redis connection (not public API). */
+  get [cacheWriter](): CacheWriter {
+    return { writeThrough: this.#writeThrough, connection: this.#connection, l2: this.#l2 }
+  }
+
+  /**
+   * Warming: loads each `{ key, load, ttl, tags }` not already cached, `concurrency` at a time (default
+   * 8); resolves with how many are cached and which failed (a failure never stops the others).
+   */
+  warm(entries: Iterable<WarmEntry> | AsyncIterable<WarmEntry>, options?: WarmOptions): Promise<WarmReport> {
+    return warm((key, load, opts) => this.wrap(key, load, opts), entries, options, this.options.logger)
   }
 
   /**
@@ -241,6 +274,7 @@ export class Cache {
       coalesced: s.coalesced,
       lockWaits: s.lockWaits,
       l2Errors: s.l2Errors,
+      writeThroughFailures: this.#writeThrough.failures,
       breaker: this.#guard?.state ?? 'closed',
       l1: {
         entries: this.#l1?.size ?? 0,
@@ -283,21 +317,9 @@ export class Cache {
   }
 }
 
-function toEntry(remote: RemoteEntry, born: number): Entry {
-  const now = Date.now()
-  return {
-    value: remote.value,
-    bytes: remote.bytes,
-    createdAt: now - remote.ageMs,
-    freshUntil: now + remote.freshMs,
-    staleUntil: now + remote.staleMs,
-    errorUntil: now + remote.errorMs,
-    loadMs: remote.loadMs,
-    earlyRefresh: remote.earlyRefresh,
-    tags: remote.tags,
-    born,
-    tagsChecked: 0,
-  }
+/** Module-level, so `wrap` does not make a closure per call. */
+function entryValue(entry: Entry): unknown {
+  return entry.value
 }
 
 function info<T>(entry: Entry, now: number): CacheEntryInfo<T> {

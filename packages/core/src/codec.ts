@@ -33,10 +33,19 @@ export function encode(value: unknown): Encoded {
   return { kind: 'j', payload: text, bytes: Buffer.byteLength(text) }
 }
 
-/** Throws on garbage; callers treat that as a miss. */
-export function decode(kind: string, payload: Buffer): unknown {
-  if (kind === 'j') return JSON.parse(payload.toString('utf8'))
-  if (kind === 'b') return payload
-  if (kind === 'u') return undefined
-  throw new LarderError('LARDER_CORRUPT_ENTRY', `entry kind: expected j, b or u, got ${JSON.stringify(kind)}`)
+/** The kinds as bytes: 'j', 'b', 'u'. */
+const JSON_KIND = 0x6a
+const BYTES_KIND = 0x62
+const UNDEFINED_KIND = 0x75
+
+/** `kind` as Redis returned it (one byte). Throws on garbage; callers treat that as a miss. */
+export function decode(kind: Buffer, payload: Buffer): unknown {
+  const byte = kind.length === 1 ? kind[0] : undefined
+  if (byte === JSON_KIND) return JSON.parse(payload.toString('utf8'))
+  if (byte === BYTES_KIND) return payload
+  if (byte === UNDEFINED_KIND) return undefined
+  throw new LarderError(
+    'LARDER_CORRUPT_ENTRY',
+    `entry kind: expected j, b or u, got ${JSON.stringify(kind.toString('latin1'))}`,
+  )
 }

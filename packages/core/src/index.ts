@@ -17,3 +17,13 @@ export type {
   Logger,
   RedisClient,
 } from './types.js'
+export type { WarmEntry, WarmOptions, WarmReport } from './warm.js'
+export {
+  createWriteBehind,
+  type WriteBehind,
+  type WriteBehindItem,
+  type WriteBehindOptions,
+  type WriteBehindStats,
+  writeBehindChannels,
+} from './write-behind.js'
+export { type Persist, writeThroughChannel } from './write-through.js'

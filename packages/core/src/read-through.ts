@@ -6,7 +6,7 @@ import { LarderError } from './errors.js'
 import type { MemoryTier } from './memory-tier.js'
 import { type ResolvedCacheOptions, type ResolvedEntryOptions, resolveEntryOptions } from './options.js'
 import type { Bus, BusMessage } from './redis/bus.js'
-import type { RedisTier, RemoteEntry } from './redis/redis-tier.js'
+import type { RedisTier, RemoteRead } from './redis/redis-tier.js'
 import type { StatsRecorder } from './stats.js'
 import type { EntryOptions, Loader, LoaderContext } from './types.js'
 
@@ -16,7 +16,16 @@ interface ReadThroughDeps {
   l2: RedisTier | undefined
   bus: Bus | undefined
   stats: StatsRecorder
-  toEntry: (remote: RemoteEntry, born: number) => Entry
+}
+
+/** What `#load` was asked for. */
+interface LoadRun<T> {
+  key: string
+  loader: Loader<T>
+  rawOptions: EntryOptions | undefined
+  options: ResolvedEntryOptions
+  local: Entry | undefined
+  mode: 'load' | 'revalidate' | 'early'
 }
 
 /** A snapshot of tag versions could not be taken: the result must not be written to Redis. */
@@ -73,14 +82,15 @@ export class ReadThrough {
 
   resolve<T>(key: string, loader: Loader<T>, options: EntryOptions | undefined): Promise<Entry> {
     const { l1, stats } = this.#deps
-    const now = Date.now()
-    const local = l1?.get(key, now)
-    if (local !== undefined) {
-      if (now < local.freshUntil) {
+    let local: Entry | undefined
+    if (l1 !== undefined) {
+      const now = Date.now()
+      local = l1.get(key, now)
+      if (local !== undefined && now < local.freshUntil) {
         stats.hit(key, 'l1')
         return Promise.resolve(local)
       }
-      if (now < local.staleUntil) {
+      if (local !== undefined && now < local.staleUntil) {
         stats.stale(key, 'revalidate')
         this.refreshInBackground(key, loader, options, 'revalidate')
         return Promise.resolve(local)
@@ -127,41 +137,95 @@ export class ReadThrough {
 
   /**
    * Loads `key`: from L2 if another process has stored it, else through the lock, else (Redis down, or
-   * the holder too slow) directly. Background refreshes never wait on another process's lock.
+   * the holder too slow) directly. Background refreshes never wait on another process's lock. The first
+   * read is chained without an async frame, so a fresh L2 hit (every hit when L1 is off) ends here.
    */
-  async #load<T>(
+  #load<T>(
     key: string,
     loader: Loader<T>,
     rawOptions: EntryOptions | undefined,
     local: Entry | undefined,
     mode: 'load' | 'revalidate' | 'early',
   ): Promise<Entry | undefined> {
+    const { options: cacheOptions, l1, l2 } = this.#deps
+    let options: ResolvedEntryOptions
+    try {
+      options = resolveEntryOptions(rawOptions, cacheOptions.defaults)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    // The L1 epoch when the read began: what it returns is refused by L1 if an invalidation arrived since.
+    const born = l1?.epoch ?? 0
+    if (l2 === undefined) {
+      return this.#loadPastRead({ key, loader, rawOptions, options, local, mode }, born, undefined)
+    }
+    return l2.get(key, born).then(
+      (read) => {
+        const entry = read.entry
+        if (entry !== undefined && mode !== 'early' && read.at < entry.freshUntil) {
+          return this.#l2Hit(key, entry, read.at, loader, rawOptions, mode !== 'load')
+        }
+        return this.#loadPastRead({ key, loader, rawOptions, options, local, mode }, born, read)
+      },
+      (error: unknown) =>
+        this.#loadPastRead(
+          { key, loader, rawOptions, options, local, mode },
+          born,
+          this.#readFailed(key, error),
+        ),
+    )
+  }
+
+  /** A fresh entry from Redis: counted, copied into L1, perhaps refreshed early. */
+  #l2Hit<T>(
+    key: string,
+    entry: Entry,
+    now: number,
+    loader: Loader<T>,
+    rawOptions: EntryOptions | undefined,
+    background: boolean,
+  ): Entry {
+    this.#deps.stats.hit(key, 'l2')
+    this.#deps.l1?.set(key, entry)
+    if (entry.earlyRefresh !== 0 && !background && shouldRefreshEarly(entry, now)) {
+      this.refreshInBackground(key, loader, rawOptions, 'early', entry)
+    }
+    return entry
+  }
+
+  /**
+   * The rest of `#load`, when the first read (`first`: undefined when it failed or there is no L2) found
+   * no fresh entry: a stale one, the lock, waiting for another process, the loader.
+   */
+  async #loadPastRead<T>(
+    run: LoadRun<T>,
+    firstBorn: number,
+    first: RemoteRead | undefined,
+  ): Promise<Entry | undefined> {
+    const { key, loader, rawOptions, options, local, mode } = run
     const background = mode !== 'load'
     const { options: cacheOptions, l1, l2, stats } = this.#deps
-    const options = resolveEntryOptions(rawOptions, cacheOptions.defaults)
-    // The L1 epoch when the latest read began: what it returns is refused by L1 if an invalidation
-    // arrived since (a waiter re-reads after the holder's own bus message, so it is taken per read).
-    let born = l1?.epoch ?? 0
+    // The L1 epoch when the latest read began (a waiter re-reads after the holder's own bus message, so
+    // it is taken per read).
+    let born = firstBorn
     let stale = local
     let token = ''
     if (l2 !== undefined) {
       let waitingSince = 0
       let woken = false
+      let read = first
       for (let attempt = 0; ; attempt++) {
-        born = l1?.epoch ?? 0
-        const read = await this.#remoteRead(l2, key, born)
+        if (attempt > 0) {
+          born = l1?.epoch ?? 0
+          read = await this.#remoteRead(l2, key, born)
+        }
         if (read === undefined) break
-        const now = Date.now()
+        const now = read.at
         const entry = read.entry
         if (entry !== undefined) {
           if (now < entry.freshUntil && mode !== 'early') {
             if (waitingSince !== 0) stats.lockWaitEnded(key, now - waitingSince, woken)
-            stats.hit(key, 'l2')
-            l1?.set(key, entry)
-            if (entry.earlyRefresh !== 0 && !background && shouldRefreshEarly(entry, now)) {
-              this.refreshInBackground(key, loader, rawOptions, 'early', entry)
-            }
-            return entry
+            return this.#l2Hit(key, entry, now, loader, rawOptions, background)
           }
           if (stale === undefined || entry.createdAt > stale.createdAt) stale = entry
         }
@@ -315,28 +379,21 @@ export class ReadThrough {
     for (const waiters of this.#waiters.values()) for (const wake of [...waiters]) wake()
   }
 
-  async #remoteRead(
-    l2: RedisTier,
-    key: string,
-    born: number,
-  ): Promise<{ entry: Entry | undefined; lockMs: number } | undefined> {
-    try {
-      const read = await l2.get(key)
-      return {
-        entry: read.entry === undefined ? undefined : this.#deps.toEntry(read.entry, born),
-        lockMs: read.lockMs,
-      }
-    } catch (error) {
-      if (error instanceof LarderError && error.code === 'LARDER_CORRUPT_ENTRY') {
-        // Redis answered, with something unreadable (the guard reports connection problems itself).
-        this.#deps.stats.l2Error('decode', error)
-        this.#deps.options.logger.warn(
-          { err: error, key },
-          'larder: unreadable entry in Redis, treated as a miss',
-        )
-      }
-      return undefined
+  /** A read of L2; undefined when it failed. */
+  #remoteRead(l2: RedisTier, key: string, born: number): Promise<RemoteRead | undefined> {
+    return l2.get(key, born).catch((error: unknown) => this.#readFailed(key, error))
+  }
+
+  #readFailed(key: string, error: unknown): undefined {
+    if (error instanceof LarderError && error.code === 'LARDER_CORRUPT_ENTRY') {
+      // Redis answered, with something unreadable (the guard reports connection problems itself).
+      this.#deps.stats.l2Error('decode', error)
+      this.#deps.options.logger.warn(
+        { err: error, key },
+        'larder: unreadable entry in Redis, treated as a miss',
+      )
     }
+    return undefined
   }
 
   async #acquire(l2: RedisTier, key: string, token: string): Promise<number | undefined> {

@@ -71,6 +71,8 @@ export interface CacheStats {
   /** Calls that waited on a loader holding the distributed lock in another process. */
   lockWaits: number
   l2Errors: number
+  /** `writeThrough` calls whose database write succeeded but whose cache write failed (the key was removed). */
+  writeThroughFailures: number
   /** `open` while Redis is skipped after repeated failures. */
   breaker: 'closed' | 'open'
   l1: { entries: number; bytes: number; evictions: number }

@@ -5,7 +5,9 @@ import type {
   FastifyInstance,
   FastifyReply,
   FastifyRequest,
+  onRequestAbortHookHandler,
   onRequestHookHandler,
+  onResponseHookHandler,
   onSendHookHandler,
 } from 'fastify'
 import { etagMatches, refusal, storableHeaders } from './http.js'
@@ -68,34 +70,42 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     }
   }
 
-  /** A fresh entry in this process's memory is answered synchronously: no promise, no Redis. */
-  function answerFromMemory(request: FastifyRequest, reply: FastifyReply): boolean {
-    if (request.method !== 'GET' && request.method !== 'HEAD') return false
-    if (request.headers[REFRESH_HEADER] !== undefined) return false
-    if (route.refusesCredentials(request.headers)) return false
+  /**
+   * A fresh entry in this process's memory is answered synchronously: no promise, no Redis. Returns
+   * true when it answered; otherwise the key it built, if it got that far, so `decide` reuses it.
+   */
+  function answerFromMemory(request: FastifyRequest, reply: FastifyReply): true | string | undefined {
+    if (request.method !== 'GET' && request.method !== 'HEAD') return undefined
+    if (request.headers[REFRESH_HEADER] !== undefined) return undefined
+    if (route.refusesCredentials(request.headers)) return undefined
     let key: string | undefined
     try {
       key = route.key(request)
     } catch {
-      return false
+      return undefined
     }
-    const info = key === undefined ? undefined : cache.peek<Buffer>(key)
+    if (key === undefined) return undefined
+    const info = cache.peek<Buffer>(key)
     const stored = info === undefined ? undefined : decodeStored(info.value)
-    if (info === undefined || stored === undefined) return false
+    if (info === undefined || stored === undefined) return key
     ;(request as WithState)[kState] = SERVED
     serve(request, reply, stored, info, route.cdn ? route.tags(request) : NO_TAGS)
     return true
   }
 
   const onRequest: onRequestHookHandler = function larderCacheLookup(request, reply, done) {
-    if (answerFromMemory(request, reply)) return
-    decide(request, reply).then((served) => {
+    const known = answerFromMemory(request, reply)
+    if (known === true) return
+    decide(request, reply, known).then((served) => {
       if (!served) done()
     }, done)
   }
 
-  /** Resolves true when it answered the request itself (a hit), false to let the handler run. */
-  async function decide(request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+  /**
+   * Resolves true when it answered the request itself (a hit), false to let the handler run.
+   * `knownKey`: the key `answerFromMemory` already built for this request.
+   */
+  async function decide(request: FastifyRequest, reply: FastifyReply, knownKey?: string): Promise<boolean> {
     const req = request as WithState
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       req[kState] = { mode: 'bypass', reason: 'method' }
@@ -118,7 +128,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     let key: string | undefined
     let tags: readonly string[]
     try {
-      key = route.key(request)
+      key = knownKey ?? route.key(request)
       tags = route.tags(request)
     } catch (error) {
       request.log.warn({ err: error }, 'larder: cache key or tags could not be built, request not cached')
@@ -184,9 +194,13 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     return reply.code(stored.status).send(stored.body)
   }
 
-  const onSend: onSendHookHandler = async function larderCacheStore(request, reply, payload) {
+  /**
+   * Calls `done` at once unless this request leads a store (then Fastify waits on the promise it
+   * returns): a hit or a bypass costs no promise, and its response is written in the same tick.
+   */
+  const onSend: onSendHookHandler = function larderCacheStore(request, reply, payload, done) {
     const state = (request as WithState)[kState]
-    if (state === null || state.mode === 'served') return payload
+    if (state === null || state.mode === 'served') return done(null, payload)
     if (state.mode === 'bypass') {
       if (!reply.hasHeader('x-cache')) {
         reply.header('x-cache', 'BYPASS')
@@ -195,10 +209,19 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
           `larder; fwd=${state.reason === 'method' ? 'method' : 'bypass'}; detail=${state.reason}`,
         )
       }
-      return payload
+      return done(null, payload)
     }
-    if (state.done) return payload
+    if (state.done) return done(null, payload)
     state.done = true
+    return storeLead(request, reply, payload, state)
+  }
+
+  async function storeLead(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: unknown,
+    state: Extract<State, { mode: 'lead' }>,
+  ): Promise<unknown> {
     try {
       return await finishLead(request, reply, payload, state)
     } catch (error) {
@@ -269,15 +292,24 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
   }
 
   /** Lets go of the lead if the response never reached onSend (aborted request, hijacked reply). */
-  const onResponse = async function larderCacheRelease(request: FastifyRequest) {
+  const release = (request: FastifyRequest): void => {
     const state = (request as WithState)[kState]
     if (state?.mode === 'lead' && !state.done) {
       state.done = true
       state.lead.abort(new NotCacheable('no-response'))
     }
   }
+  // Synchronous, like onSend: no promise per response.
+  const onResponse: onResponseHookHandler = function larderCacheRelease(request, _reply, done) {
+    release(request)
+    done()
+  }
+  const onRequestAbort: onRequestAbortHookHandler = function larderCacheAbort(request, done) {
+    release(request)
+    done()
+  }
 
-  return { onRequest, onSend, onResponse, onRequestAbort: onResponse }
+  return { onRequest, onSend, onResponse, onRequestAbort }
 }
 
 function bypass(reply: FastifyReply, lead: Lead, why: string, payload: unknown): unknown {

@@ -11,11 +11,12 @@ import fp from 'fastify-plugin'
 import { kState, type Refresh, routeHooks } from './hooks.js'
 import { compileRoute } from './route.js'
 import type { ResponseCacheOptions, RouteCacheConfig } from './types.js'
+import { checkWarm, scheduleWarm } from './warm.js'
 
 /** How long startup waits for the bus subscription before serving anyway. */
 const READY_WAIT_MS = 1_000
 
-const KNOWN = new Set(['redis', 'cache', 'l1', 'prefix', 'defaults', 'maxEntryBytes', 'engine'])
+const KNOWN = new Set(['redis', 'cache', 'l1', 'prefix', 'defaults', 'maxEntryBytes', 'engine', 'warm'])
 
 function invalid(name: string, expected: string): LarderError {
   return new LarderError('LARDER_INVALID_OPTION', `@larder/response-cache ${name}: expected ${expected}`)
@@ -73,6 +74,7 @@ function addHooks<T>(existing: T | T[] | undefined, hook: T): T[] {
 
 const responseCachePlugin: FastifyPluginAsync<ResponseCacheOptions> = async (fastify, options) => {
   checkOptions(options)
+  const warm = options.warm === undefined ? undefined : checkWarm(options.warm)
   const maxEntryBytes =
     options.maxEntryBytes === undefined ? 1024 * 1024 : parseBytes(options.maxEntryBytes, 'maxEntryBytes')
   const { cache, owned } = engineFor(fastify, options)
@@ -89,6 +91,7 @@ const responseCachePlugin: FastifyPluginAsync<ResponseCacheOptions> = async (fas
     ])
     clearTimeout(timer)
   })
+  if (warm !== undefined) scheduleWarm(fastify, warm)
   const defaults: Partial<RouteCacheConfig> = options.defaults ?? {}
   const refreshes = new Map<string, Refresh>()
 

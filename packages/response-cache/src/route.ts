@@ -39,6 +39,8 @@ const KNOWN = new Set([
   'cdn',
 ])
 const TAG_ROOTS = ['params', 'query'] as const
+/** The tags of a route that declares none: one frozen array, not a new one per request. */
+const NO_TAGS: readonly string[] = Object.freeze([])
 
 function fail(route: string, message: string): LarderError {
   return new LarderError('LARDER_INVALID_OPTION', `config.cache of ${route}: ${message}`)
@@ -123,7 +125,7 @@ function compileTags(
   value: RouteCacheConfig['tags'],
   route: string,
 ): (request: FastifyRequest) => readonly string[] {
-  if (value === undefined) return () => []
+  if (value === undefined) return () => NO_TAGS
   if (typeof value === 'function') {
     return (request) => validateTags(value(request), `config.cache.tags of ${route}`)
   }
@@ -167,12 +169,16 @@ function compileKey(
 function paramsPart(params: unknown): string {
   if (params === null || typeof params !== 'object') return ''
   let out = ''
-  for (const [name, value] of Object.entries(params)) out += `${name}=${encodeURIComponent(String(value))}/`
+  for (const name of Object.keys(params)) {
+    out += `${name}=${encodeURIComponent(String((params as Record<string, unknown>)[name]))}/`
+  }
   return out
 }
 
 function queryPart(query: unknown, allow: readonly string[] | undefined): string {
   if (query === null || typeof query !== 'object') return ''
+  // The common case, no query string: no arrays to build.
+  if (allow === undefined && !hasOwnKeys(query)) return ''
   const names = (allow ?? Object.keys(query)).filter(
     (name) => (query as Record<string, unknown>)[name] !== undefined,
   )
@@ -185,6 +191,11 @@ function queryPart(query: unknown, allow: readonly string[] | undefined): string
       return values.map((v) => `${encodeURIComponent(name)}=${encodeURIComponent(String(v))}`).join('&')
     })
     .join('&')
+}
+
+function hasOwnKeys(value: object): boolean {
+  for (const name in value) if (Object.hasOwn(value, name)) return true
+  return false
 }
 
 function headerValue(value: string | string[] | undefined): string {

@@ -1,5 +1,6 @@
 import type { Cache, CacheOptions, Duration, L1Options } from '@larder/core'
 import type { FastifyRequest } from 'fastify'
+import type { WarmUrls } from './warm.js'
 
 /** Per-route `config.cache`. Only routes that declare it are touched. */
 export interface RouteCacheConfig {
@@ -43,6 +44,11 @@ export interface ResponseCacheOptions {
   maxEntryBytes?: number | string
   /** Options passed on to `createCache` (timeout, breaker, lock, tagTtl, ...). */
   engine?: Omit<CacheOptions, 'redis' | 'l1' | 'prefix' | 'logger'>
+  /**
+   * URLs (or a function returning them) requested once through `fastify.inject` right after the
+   * server is ready, so the first visitors get HITs. Runs in the background; failures are logged.
+   */
+  warm?: WarmUrls
 }
 
 declare module 'fastify' {

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import { LarderError } from '../errors.js'
 import type { Logger, RedisClient } from '../types.js'
 import { usable } from './connection.js'
@@ -26,10 +27,12 @@ export class RedisGuard {
   #openUntil = 0
   #probing = false
   #lastLog = 0
+  readonly #deadlines: Deadlines
 
   constructor(client: RedisClient, options: GuardOptions) {
     this.#client = client
     this.#options = options
+    this.#deadlines = new Deadlines(options.timeout, (pending) => this.#expire(pending))
     this.#everReady = client.status === 'ready'
     if (!this.#everReady) client.once('ready', () => (this.#everReady = true))
   }
@@ -51,31 +54,30 @@ export class RedisGuard {
     const probe = this.#openUntil > 0
     if (probe) this.#probing = true
     return new Promise<T>((resolve, reject) => {
-      let settled = false
-      const timer = setTimeout(() => {
-        settled = true
-        const error = new LarderError(
-          'LARDER_REDIS_TIMEOUT',
-          `redis: ${operation} took over ${this.#options.timeout} ms`,
-        )
-        this.#failed(operation, error, probe)
-        reject(error)
-      }, this.#options.timeout)
+      const pending = this.#deadlines.add(operation, probe, reject)
       call().then(
         (value) => {
-          if (settled) return
-          clearTimeout(timer)
+          if (!this.#deadlines.remove(pending)) return
           this.#succeeded(probe)
           resolve(value)
         },
         (error: unknown) => {
-          if (settled) return
-          clearTimeout(timer)
+          if (!this.#deadlines.remove(pending)) return
           this.#failed(operation, error, probe)
           reject(error)
         },
       )
     })
+  }
+
+  /** Rejects the calls whose time is up (called by `Deadlines`, oldest first). */
+  #expire(pending: Pending): void {
+    const error = new LarderError(
+      'LARDER_REDIS_TIMEOUT',
+      `redis: ${pending.operation} took over ${this.#options.timeout} ms`,
+    )
+    this.#failed(pending.operation, error, pending.probe)
+    pending.reject(error)
   }
 
   #admit(): boolean {
@@ -114,5 +116,85 @@ export class RedisGuard {
         this.#options.onBreaker('open')
       }
     }
+  }
+}
+
+/** A call in flight, linked in order of its deadline (on the monotonic clock, as timers are). */
+interface Pending {
+  readonly operation: string
+  readonly probe: boolean
+  readonly reject: (error: unknown) => void
+  readonly deadline: number
+  prev: Pending | undefined
+  next: Pending | undefined
+  /** Out of the list: answered, or expired. */
+  done: boolean
+}
+
+/**
+ * The deadlines of the calls in flight, with one timer for all of them instead of a setTimeout and a
+ * clearTimeout per call. Every call gets the same timeout, so deadlines come in the order calls start:
+ * they are kept in a linked list, the oldest first, and the timer is set for the oldest deadline. A call
+ * that ends leaves the list at once; when the timer fires it expires the calls whose deadline has passed
+ * and is set again for the next one. Unref'd: a pending call keeps its Redis socket (and so the process)
+ * alive by itself.
+ */
+class Deadlines {
+  readonly #timeout: number
+  readonly #expire: (pending: Pending) => void
+  #oldest: Pending | undefined
+  #newest: Pending | undefined
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(timeout: number, expire: (pending: Pending) => void) {
+    this.#timeout = timeout
+    this.#expire = expire
+  }
+
+  add(operation: string, probe: boolean, reject: (error: unknown) => void): Pending {
+    const pending: Pending = {
+      operation,
+      probe,
+      reject,
+      deadline: performance.now() + this.#timeout,
+      prev: this.#newest,
+      next: undefined,
+      done: false,
+    }
+    if (this.#newest === undefined) this.#oldest = pending
+    else this.#newest.next = pending
+    this.#newest = pending
+    if (this.#timer === undefined) this.#arm(this.#timeout)
+    return pending
+  }
+
+  /** Takes an answered call out; false when it had already expired (its caller got the timeout). */
+  remove(pending: Pending): boolean {
+    if (pending.done) return false
+    pending.done = true
+    const { prev, next } = pending
+    if (prev === undefined) this.#oldest = next
+    else prev.next = next
+    if (next === undefined) this.#newest = prev
+    else next.prev = prev
+    pending.prev = pending.next = undefined
+    return true
+  }
+
+  #arm(ms: number): void {
+    this.#timer = setTimeout(this.#sweep, Math.max(1, ms))
+    this.#timer.unref()
+  }
+
+  readonly #sweep = (): void => {
+    this.#timer = undefined
+    const now = performance.now()
+    let oldest = this.#oldest
+    while (oldest !== undefined && oldest.deadline <= now) {
+      this.remove(oldest)
+      this.#expire(oldest)
+      oldest = this.#oldest
+    }
+    if (oldest !== undefined) this.#arm(oldest.deadline - now)
   }
 }

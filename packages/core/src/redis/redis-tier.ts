@@ -1,28 +1,24 @@
 import type { Cluster } from 'ioredis'
 import { decode, type Encoded } from '../codec.js'
+import type { Entry } from '../entry.js'
 import { LarderError } from '../errors.js'
 import { escapeGlob, TAG_SPACE } from '../keys.js'
 import type { ResolvedEntryOptions } from '../options.js'
 import type { RedisClient } from '../types.js'
 import type { Connection } from './connection.js'
 import type { RedisGuard } from './guard.js'
-import { defineScripts, type ScriptCommands } from './scripts.js'
+import { defineScripts, type GetHit, type GetReply, runGet, type ScriptCommands } from './scripts.js'
 
-/** An entry as read from Redis, every time relative to Redis's clock at the read. */
-export interface RemoteEntry {
-  value: unknown
-  bytes: number
-  freshMs: number
-  staleMs: number
-  errorMs: number
-  ageMs: number
-  loadMs: number
-  earlyRefresh: number
-  tags: string[]
+/**
+ * A read: the entry, its times moved to this process's clock, or a miss with the ms left on another
+ * loader's lock (0: nobody holds it).
+ */
+export interface RemoteRead {
+  entry: Entry | undefined
+  lockMs: number
+  /** This process's clock when the reply was read (`Date.now()`), for judging the entry. */
+  at: number
 }
-
-/** A read: the entry, or a miss with the ms left on another loader's lock (0: nobody holds it). */
-export type RemoteRead = { entry: RemoteEntry; lockMs: number } | { entry: undefined; lockMs: number }
 
 export interface WriteParams {
   options: ResolvedEntryOptions
@@ -37,6 +33,9 @@ export interface WriteParams {
 }
 
 const SCAN_BATCH = 500
+const NO_TAGS: string[] = []
+/** '0' */
+const ZERO = 0x30
 
 /** L2: entries as Redis hashes, every multi-step change one Lua call on keys of a single slot. */
 export class RedisTier {
@@ -61,19 +60,32 @@ export class RedisTier {
     this.channel = `${options.prefix}bus`
   }
 
-  async get(key: string): Promise<RemoteRead> {
-    const reply = await this.#guard.run('get', () =>
-      this.#client.larderGetBuffer(this.#prefix + key, this.#isCluster ? '' : this.#tagPrefix),
+  /** `born`: L1's invalidation epoch when this read began, kept on the entry. */
+  get(key: string, born: number): Promise<RemoteRead> {
+    return this.#guard
+      .run('get', () => runGet(this.#client, this.#prefix + key, this.#isCluster ? '' : this.#tagPrefix))
+      .then((reply) => this.#read(key, born, reply))
+  }
+
+  #read(key: string, born: number, reply: GetReply): RemoteRead | Promise<RemoteRead> {
+    if (reply[0] === 0) return { entry: undefined, lockMs: reply[1], at: Date.now() }
+    const tagText = reply[9]
+    if (tagText === null) return this.#entry(key, born, reply, NO_TAGS)
+    const tagged = parseTags(tagText.toString('utf8'))
+    if (!this.#isCluster) return this.#entry(key, born, reply, tagged.tags)
+    // On a Cluster the script could not check the tags: their versions live in another slot.
+    return this.#tagsCurrent(tagged).then((current) =>
+      current
+        ? this.#entry(key, born, reply, tagged.tags)
+        : { entry: undefined, lockMs: reply[10], at: Date.now() },
     )
-    if (reply[0] === 0) return { entry: undefined, lockMs: reply[1] }
-    const [, payload, kind, freshMs, staleMs, errorMs, ageMs, loadMs, early, tagText, lockMs] = reply
-    const tagged = tagText === null ? undefined : parseTags(tagText.toString('utf8'))
-    if (tagged !== undefined && this.#isCluster && !(await this.#tagsCurrent(tagged))) {
-      return { entry: undefined, lockMs }
-    }
+  }
+
+  #entry(key: string, born: number, reply: GetHit, tags: string[]): RemoteRead {
+    const [, payload, kind, freshMs, staleMs, errorMs, ageMs, loadMs, early, , lockMs] = reply
     let value: unknown
     try {
-      value = decode(kind.toString('latin1'), payload)
+      value = decode(kind, payload)
     } catch (error) {
       throw new LarderError(
         'LARDER_CORRUPT_ENTRY',
@@ -83,19 +95,24 @@ export class RedisTier {
         },
       )
     }
+    const now = Date.now()
     return {
       entry: {
         value,
         bytes: payload.length || 1,
-        freshMs,
-        staleMs,
-        errorMs,
-        ageMs,
+        createdAt: now - ageMs,
+        freshUntil: now + freshMs,
+        staleUntil: now + staleMs,
+        errorUntil: now + errorMs,
         loadMs,
-        earlyRefresh: Number(early.toString('latin1')) || 0,
-        tags: tagged === undefined ? [] : tagged.tags,
+        // Mostly "0", read without making a string of it.
+        earlyRefresh: early.length === 1 && early[0] === ZERO ? 0 : Number(early.toString('latin1')) || 0,
+        tags,
+        born,
+        tagsChecked: 0,
       },
       lockMs,
+      at: now,
     }
   }
 

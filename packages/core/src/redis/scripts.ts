@@ -1,13 +1,25 @@
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { RedisClient } from '../types.js'
 
-/** The raw replies of the Lua scripts; `*Buffer` variants return bulk strings as Buffers. */
-export type GetReply =
-  | [0, number]
-  | [1, Buffer, Buffer, number, number, number, number, number, Buffer, Buffer | null, number]
+/** get.lua's reply to a read that found an entry (see the script); bulk strings come as Buffers. */
+export type GetHit = [
+  found: 1,
+  payload: Buffer,
+  kind: Buffer,
+  freshMs: number,
+  staleMs: number,
+  errorMs: number,
+  ageMs: number,
+  loadMs: number,
+  earlyRefresh: Buffer,
+  tags: Buffer | null,
+  lockMs: number,
+]
+export type GetReply = [found: 0, lockMs: number] | GetHit
 
+/** The scripts other than get.lua, as commands defined on the client (`defineCommand`). */
 export interface ScriptCommands {
-  larderGetBuffer(key: string, tagPrefix: string): Promise<GetReply>
   larderSet(key: string, ...args: Array<string | number | Buffer>): Promise<number>
   larderAcquire(key: string, token: string, leaseMs: number): Promise<number>
   larderRelease(key: string, token: string): Promise<number>
@@ -16,7 +28,6 @@ export interface ScriptCommands {
 }
 
 const SCRIPTS: Array<[name: keyof ScriptCommands, file: string, keys?: number]> = [
-  ['larderGetBuffer', 'get.lua', 1],
   ['larderSet', 'set.lua', 1],
   ['larderAcquire', 'acquire.lua', 1],
   ['larderRelease', 'release.lua', 1],
@@ -40,12 +51,33 @@ function source(file: string): string {
  */
 export function defineScripts(client: RedisClient): RedisClient & ScriptCommands {
   for (const [name, file, keys] of SCRIPTS) {
-    const command = name.endsWith('Buffer') ? name.slice(0, -'Buffer'.length) : name
     if (typeof (client as unknown as Record<string, unknown>)[name] === 'function') continue
     client.defineCommand(
-      command,
+      name,
       keys === undefined ? { lua: source(file) } : { lua: source(file), numberOfKeys: keys },
     )
   }
   return client as RedisClient & ScriptCommands
+}
+
+let getLua: { source: string; sha: string } | undefined
+
+/**
+ * Runs get.lua, the script behind every L2 read. Sent by EVALSHA directly rather than as a command
+ * defined on the client: ioredis's script wrapper costs a closure, a WeakSet lookup and a promise on each
+ * call. On NOSCRIPT (a restarted or flushed Redis) the script is sent again by EVAL, as ioredis does, so
+ * it costs one extra round trip, never an error.
+ */
+export function runGet(client: RedisClient, key: string, tagPrefix: string): Promise<GetReply> {
+  if (getLua === undefined) {
+    const lua = source('get.lua')
+    getLua = { source: lua, sha: createHash('sha1').update(lua).digest('hex') }
+  }
+  const { source: lua, sha } = getLua
+  return (client.callBuffer('evalsha', sha, 1, key, tagPrefix) as Promise<GetReply>).catch(
+    (error: unknown) => {
+      if (!(error instanceof Error) || !error.message.includes('NOSCRIPT')) throw error
+      return client.callBuffer('eval', lua, 1, key, tagPrefix) as Promise<GetReply>
+    },
+  )
 }

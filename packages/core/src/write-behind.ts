@@ -1,0 +1,601 @@
+import { randomBytes } from 'node:crypto'
+import diagnostics from 'node:diagnostics_channel'
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import type { Cluster, Redis } from 'ioredis'
+import type { Cache } from './cache.js'
+import { decode, encode } from './codec.js'
+import { type Duration, optionalDuration } from './duration.js'
+import { LarderError } from './errors.js'
+import { cacheKey } from './keys.js'
+import { invalid, rejectUnknown, resolveEntryOptions } from './options.js'
+import type { CacheValue, EntryOptions, Logger, RedisClient } from './types.js'
+import { type CacheWriter, cacheWriter, type RedisWrite } from './write-through.js'
+
+/** One write handed to `flush`: the last value of `key` in the batch; `id` is unique per write. */
+export interface WriteBehindItem<T = CacheValue> {
+  /** The stream entry id (`<ms>-<seq>`): a flush may run twice for it, so use it to stay idempotent. */
+  id: string
+  key: string
+  value: T
+}
+
+export interface WriteBehindOptions<T = CacheValue> {
+  cache: Cache
+  /** Names the stream (`<prefix>{wb:<name>}`) and the consumer group. */
+  name: string
+  /** The database write; must throw when the batch was not stored. */
+  flush: (batch: Array<WriteBehindItem<T>>) => unknown
+  /** Most writes read per flush. Default 100. */
+  batchSize?: number
+  /** How long a consumer waits for writes before it looks again (and, in-process, between flushes). Default 1 s. */
+  interval?: Duration
+  /** Retries of a failing flush before its batch goes to the dead-letter stream. Default 5. */
+  maxRetries?: number
+  /** First retry delay, doubled each retry up to 5 s. Default 100 ms. */
+  retryDelay?: Duration
+  /** Writes delivered to a consumer that has not acknowledged them for this long are claimed by another. Default 30 s. */
+  claimIdle?: Duration
+  /** This process's consumer name in the group. Default host, pid and a random part. */
+  consumer?: string
+}
+
+export interface WriteBehindStats {
+  /** False on the in-process queue (no Redis): a crash loses what was not flushed. */
+  durable: boolean
+  written: number
+  /** Writes acknowledged after a successful flush (collapsed writes included). */
+  flushed: number
+  flushes: number
+  failedFlushes: number
+  deadLettered: number
+  /** Writes recorded and not yet flushed, by any process. */
+  lag: number
+  lastFlushMs: number
+  maxFlushMs: number
+}
+
+export interface WriteBehind<T = CacheValue> {
+  /** Readable from the cache at once, recorded durably (Redis) for the consumers, then resolves. */
+  write(key: string, value: T, options?: EntryOptions): Promise<void>
+  stats(): Promise<WriteBehindStats>
+  /** Stops consuming after flushing what is waiting; resolves when done. */
+  close(): Promise<void>
+}
+
+/** `{ name, size, durationMs, error? }` per flush attempt; `{ name, size, error }` per dead-lettered batch. */
+export const writeBehindChannels = {
+  flush: diagnostics.channel('larder:write-behind:flush'),
+  deadLetter: diagnostics.channel('larder:write-behind:dead-letter'),
+} as const
+
+const OPTION_NAMES = new Set([
+  'cache',
+  'name',
+  'flush',
+  'batchSize',
+  'interval',
+  'maxRetries',
+  'retryDelay',
+  'claimIdle',
+  'consumer',
+])
+const NAME_RE = /^[\w.:-]{1,100}$/
+const MAX_RETRY_DELAY = 5_000
+
+interface Resolved<T> {
+  name: string
+  flush: (batch: Array<WriteBehindItem<T>>) => unknown
+  batchSize: number
+  interval: number
+  maxRetries: number
+  retryDelay: number
+  claimIdle: number
+  consumer: string
+}
+
+function resolve<T>(options: WriteBehindOptions<T>): Resolved<T> {
+  if (typeof options !== 'object' || options === null)
+    throw invalid('createWriteBehind options', 'an object', options)
+  rejectUnknown(options, OPTION_NAMES, 'createWriteBehind')
+  if (typeof options.cache !== 'object' || options.cache === null || !(cacheWriter in options.cache)) {
+    throw invalid('cache', 'a Cache from createCache', options.cache)
+  }
+  if (typeof options.name !== 'string' || !NAME_RE.test(options.name)) {
+    throw invalid('name', '1-100 letters, digits, _ . : -', options.name)
+  }
+  if (typeof options.flush !== 'function') throw invalid('flush', 'a function', options.flush)
+  const integer = (value: unknown, name: string, fallback: number, min: number): number => {
+    if (value === undefined) return fallback
+    if (typeof value === 'number' && Number.isInteger(value) && value >= min) return value
+    throw invalid(name, `an integer >= ${min}`, value)
+  }
+  if (options.consumer !== undefined && (typeof options.consumer !== 'string' || options.consumer === '')) {
+    throw invalid('consumer', 'a non-empty string', options.consumer)
+  }
+  return {
+    name: options.name,
+    flush: options.flush,
+    batchSize: integer(options.batchSize, 'batchSize', 100, 1),
+    interval: Math.max(1, optionalDuration(options.interval, 'interval', 1_000)),
+    maxRetries: integer(options.maxRetries, 'maxRetries', 5, 0),
+    retryDelay: Math.max(1, optionalDuration(options.retryDelay, 'retryDelay', 100)),
+    claimIdle: Math.max(1, optionalDuration(options.claimIdle, 'claimIdle', 30_000)),
+    consumer: options.consumer ?? `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`,
+  }
+}
+
+/**
+ * Write-behind: `write()` makes the value readable from the cache at once and records it; consumers
+ * in every process flush batches to the database and acknowledge them only after `flush` succeeded.
+ * With Redis the record is a Redis Stream read by a consumer group (durable: nothing is lost when a
+ * process dies); without Redis an in-process queue (a crash loses what was not flushed).
+ */
+export function createWriteBehind<T = CacheValue>(options: WriteBehindOptions<T>): WriteBehind<T> {
+  const resolved = resolve(options)
+  const cache = options.cache
+  const writer = cache[cacheWriter]
+  const logger = cache.options.logger
+  if (writer.connection === undefined || writer.l2 === undefined) {
+    logger.warn(
+      { writeBehind: resolved.name },
+      `larder: write-behind "${resolved.name}" runs on an in-process queue (the cache has no Redis): writes not yet flushed are lost if the process crashes`,
+    )
+    return new LocalWriteBehind(cache, writer, resolved, logger)
+  }
+  return new StreamWriteBehind(
+    cache,
+    writer,
+    resolved,
+    logger,
+    writer.connection.client,
+    writer.connection.isCluster,
+  )
+}
+
+type Batch<T> = Array<WriteBehindItem<T>>
+
+/** Shared by both queues: collapse, flush with retries, dead-letter, counters. */
+abstract class Flusher<T> {
+  readonly cache: Cache
+  readonly writer: CacheWriter
+  readonly options: Resolved<T>
+  readonly logger: Logger
+  readonly counts = {
+    written: 0,
+    flushed: 0,
+    flushes: 0,
+    failedFlushes: 0,
+    deadLettered: 0,
+    lastFlushMs: 0,
+    maxFlushMs: 0,
+  }
+  closing = false
+  /** Wakes a retry sleep or an idle wait early (on close). */
+  #wake: (() => void) | undefined
+
+  constructor(cache: Cache, writer: CacheWriter, options: Resolved<T>, logger: Logger) {
+    this.cache = cache
+    this.writer = writer
+    this.options = options
+    this.logger = logger
+  }
+
+  /** Validates and applies the cache write; `record` is the queue's write (inside the cache write for Redis). */
+  async write(key: string, value: T, options?: EntryOptions): Promise<void> {
+    if (this.closing)
+      throw new LarderError('LARDER_CLOSED', `write-behind ${this.options.name}: write after close()`)
+    const cacheOptions = this.cache.options
+    const entryOptions = resolveEntryOptions(options, cacheOptions.defaults)
+    const encoded = encode(value)
+    const k = cacheKey(key, cacheOptions.maxKeyLength)
+    await this.record(k, key, value, entryOptions, encoded)
+    this.counts.written++
+  }
+
+  abstract record(
+    k: string,
+    key: string,
+    value: T,
+    options: ReturnType<typeof resolveEntryOptions>,
+    encoded: ReturnType<typeof encode>,
+  ): Promise<void>
+
+  /**
+   * Flushes one batch (several writes of a key collapsed to the last), retrying with backoff; after
+   * `maxRetries` failures the batch is dead-lettered. Resolves true when flushed, false when dead-lettered.
+   */
+  async process(items: Batch<T>): Promise<boolean> {
+    const last = new Map<string, WriteBehindItem<T>>()
+    for (const item of [...items].sort((a, b) => compareIds(a.id, b.id))) {
+      last.delete(item.key)
+      last.set(item.key, item)
+    }
+    const batch = [...last.values()]
+    for (let attempt = 0; ; attempt++) {
+      const started = performance.now()
+      try {
+        await this.options.flush(batch)
+        const ms = performance.now() - started
+        this.counts.flushes++
+        this.counts.flushed += items.length
+        this.counts.lastFlushMs = ms
+        this.counts.maxFlushMs = Math.max(this.counts.maxFlushMs, ms)
+        if (writeBehindChannels.flush.hasSubscribers) {
+          writeBehindChannels.flush.publish({ name: this.options.name, size: batch.length, durationMs: ms })
+        }
+        return true
+      } catch (error) {
+        this.counts.failedFlushes++
+        if (writeBehindChannels.flush.hasSubscribers) {
+          writeBehindChannels.flush.publish({
+            name: this.options.name,
+            size: batch.length,
+            durationMs: performance.now() - started,
+            error,
+          })
+        }
+        if (attempt >= this.options.maxRetries) {
+          await this.deadLetter(items, error)
+          this.counts.deadLettered += items.length
+          this.logger.error(
+            { err: error, writeBehind: this.options.name, size: items.length },
+            'larder: write-behind flush kept failing; batch moved to the dead-letter stream',
+          )
+          if (writeBehindChannels.deadLetter.hasSubscribers) {
+            writeBehindChannels.deadLetter.publish({ name: this.options.name, size: items.length, error })
+          }
+          return false
+        }
+        this.logger.warn(
+          { err: error, writeBehind: this.options.name, attempt: attempt + 1 },
+          'larder: write-behind flush failed, retrying',
+        )
+        await this.sleep(Math.min(this.options.retryDelay * 2 ** attempt, MAX_RETRY_DELAY))
+      }
+    }
+  }
+
+  abstract deadLetter(items: Batch<T>, error: unknown): Promise<void>
+
+  /** A sleep that `close()` does not cut short for retries (their batch must still be flushed). */
+  sleep(ms: number, wakeable = false): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms)
+      function done(): void {
+        clearTimeout(timer)
+        resolve()
+      }
+      if (wakeable) this.#wake = done
+    })
+  }
+
+  wakeUp(): void {
+    this.#wake?.()
+    this.#wake = undefined
+  }
+}
+
+/** The in-process queue: the same API when the cache has no Redis, without durability. */
+class LocalWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
+  readonly #queue: Batch<T> = []
+  readonly #dead: Array<{ items: Batch<T>; error: unknown }> = []
+  readonly #timer: NodeJS.Timeout
+  #seq = 0
+  #running: Promise<void> | undefined
+
+  constructor(cache: Cache, writer: CacheWriter, options: Resolved<T>, logger: Logger) {
+    super(cache, writer, options, logger)
+    this.#timer = setInterval(() => void this.#drain(), options.interval)
+    this.#timer.unref()
+  }
+
+  async record(
+    k: string,
+    key: string,
+    value: T,
+    options: ReturnType<typeof resolveEntryOptions>,
+    encoded: ReturnType<typeof encode>,
+  ): Promise<void> {
+    await this.writer.writeThrough.store(k, key, value, options, encoded)
+    this.#queue.push({ id: `${Date.now()}-${this.#seq++}`, key, value })
+    if (this.#queue.length >= this.options.batchSize) void this.#drain()
+  }
+
+  #drain(): Promise<void> {
+    this.#running ??= (async () => {
+      while (this.#queue.length > 0) await this.process(this.#queue.splice(0, this.options.batchSize))
+    })().finally(() => (this.#running = undefined))
+    return this.#running
+  }
+
+  async deadLetter(items: Batch<T>, error: unknown): Promise<void> {
+    this.#dead.push({ items, error })
+  }
+
+  async stats(): Promise<WriteBehindStats> {
+    return { durable: false, ...this.counts, lag: this.#queue.length }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true
+    clearInterval(this.#timer)
+    await this.#running
+    await this.#drain()
+  }
+}
+
+type StreamEntry = [id: Buffer, fields: Buffer[]]
+
+const luaSource = (file: string): string => readFileSync(new URL(file, import.meta.url), 'utf8')
+
+interface StreamCommands {
+  larderWriteBehind(entry: string, stream: string, ...args: Array<string | number | Buffer>): Promise<number>
+}
+
+/** The durable queue: a Redis Stream, a consumer group, a dead-letter stream. */
+class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
+  readonly #client: RedisClient & StreamCommands
+  readonly #isCluster: boolean
+  /** Blocking reads get their own connection so they never hold up cache traffic. */
+  readonly #reader: RedisClient
+  readonly #stream: string
+  readonly #dead: string
+  readonly #ready: Promise<void>
+  readonly #loop: Promise<void>
+  #claimCursor = '0-0'
+  /** Entries whose value could not be decoded, by id, with the decoding error. */
+  readonly #unreadable = new Map<string, unknown>()
+
+  constructor(
+    cache: Cache,
+    writer: CacheWriter,
+    options: Resolved<T>,
+    logger: Logger,
+    client: RedisClient,
+    isCluster: boolean,
+  ) {
+    super(cache, writer, options, logger)
+    if (typeof (client as unknown as Record<string, unknown>).larderWriteBehind !== 'function') {
+      client.defineCommand('larderWriteBehind', {
+        lua: luaSource('./write-behind.lua') + luaSource('./redis/set.lua'),
+        numberOfKeys: 2,
+      })
+    }
+    this.#client = client as RedisClient & StreamCommands
+    this.#isCluster = isCluster
+    this.#reader = blockingDuplicate(client, options.interval + 5_000)
+    this.#reader.on('error', () => {})
+    // One hash slot for both streams.
+    this.#stream = `${cache.options.prefix}{wb:${options.name}}`
+    this.#dead = `${this.#stream}:dead`
+    this.#ready = this.#reader.xgroup('CREATE', this.#stream, options.name, '0', 'MKSTREAM').then(
+      () => {},
+      (error: unknown) => {
+        if (!(error instanceof Error) || !error.message.includes('BUSYGROUP')) throw error
+      },
+    )
+    this.#ready.catch(() => {})
+    this.#loop = this.#run()
+  }
+
+  async record(
+    k: string,
+    key: string,
+    value: T,
+    options: ReturnType<typeof resolveEntryOptions>,
+    encoded: ReturnType<typeof encode>,
+  ): Promise<void> {
+    const prefix = this.cache.options.prefix
+    const channel = this.writer.l2?.channel ?? ''
+    const negative = value === null || value === undefined
+    if ((negative ? options.negativeTtl : options.ttl) === 0) {
+      // Not cached: recorded for the database, and the old cached value removed.
+      await this.#client.xadd(this.#stream, '*', 'k', key, 'c', encoded.kind, 'v', encoded.payload)
+      await this.cache.delete(key)
+      return
+    }
+    const via: RedisWrite = this.#isCluster
+      ? async (entry, enc, params) => {
+          // The entry and the stream are in different slots: recorded first, so nothing is lost.
+          await this.#client.xadd(this.#stream, '*', 'k', key, 'c', enc.kind, 'v', enc.payload)
+          return (this.writer.l2 as NonNullable<CacheWriter['l2']>).set(entry, enc, params)
+        }
+      : (entry, enc, params) => {
+          const o = params.options
+          const tags = params.tagVersions.length === 0 ? '' : formatTags(o.tags, params.tagVersions)
+          return this.#client.larderWriteBehind(
+            prefix + entry,
+            this.#stream,
+            params.token,
+            enc.payload,
+            enc.kind,
+            params.ttl,
+            params.ttl === o.ttl ? o.staleWhileRevalidate : 0,
+            params.ttl === o.ttl ? o.staleIfError : 0,
+            params.loadMs,
+            o.earlyRefresh,
+            tags,
+            params.nextToken,
+            channel,
+            params.busMessage,
+            key,
+          )
+        }
+    await this.writer.writeThrough.store(k, key, value, options, encoded, via)
+  }
+
+  async #run(): Promise<void> {
+    try {
+      await this.#ready
+    } catch (error) {
+      this.logger.error(
+        { err: error, writeBehind: this.options.name },
+        'larder: write-behind could not create its consumer group',
+      )
+    }
+    while (!this.closing) {
+      try {
+        const claimed = await this.#claim()
+        const items = claimed.length > 0 ? claimed : await this.#read(true)
+        if (items.length > 0) await this.#handle(items)
+      } catch (error) {
+        if (this.closing) break
+        this.logger.warn(
+          { err: error, writeBehind: this.options.name },
+          'larder: write-behind could not read its stream; retrying',
+        )
+        await this.sleep(Math.min(this.options.interval, 1_000), true)
+      }
+    }
+  }
+
+  /** Writes delivered to a consumer (perhaps a dead process) and unacknowledged for `claimIdle`. */
+  async #claim(): Promise<Batch<T>> {
+    const reply = (await this.#reader.callBuffer(
+      'XAUTOCLAIM',
+      this.#stream,
+      this.options.name,
+      this.options.consumer,
+      this.options.claimIdle,
+      this.#claimCursor,
+      'COUNT',
+      this.options.batchSize,
+    )) as [Buffer, Array<StreamEntry | null>]
+    this.#claimCursor = reply[0].toString()
+    return this.#items(reply[1])
+  }
+
+  async #read(block: boolean): Promise<Batch<T>> {
+    const args: Array<string | number> = [
+      'GROUP',
+      this.options.name,
+      this.options.consumer,
+      'COUNT',
+      this.options.batchSize,
+    ]
+    if (block) args.push('BLOCK', this.options.interval)
+    const reply = (await this.#reader.callBuffer(
+      'XREADGROUP',
+      ...args,
+      'STREAMS',
+      this.#stream,
+      '>',
+    )) as Array<[Buffer, StreamEntry[]]> | null
+    return this.#items(reply?.[0]?.[1] ?? [])
+  }
+
+  #items(entries: Array<StreamEntry | null>): Batch<T> {
+    const items: Batch<T> = []
+    for (const entry of entries) {
+      if (entry === null) continue
+      const fields = new Map<string, Buffer>()
+      for (let i = 0; i + 1 < entry[1].length; i += 2)
+        fields.set((entry[1][i] as Buffer).toString(), entry[1][i + 1] as Buffer)
+      const id = entry[0].toString()
+      try {
+        const value = decode(fields.get('c') ?? Buffer.alloc(0), fields.get('v') ?? Buffer.alloc(0)) as T
+        items.push({ id, key: (fields.get('k') ?? Buffer.alloc(0)).toString(), value })
+      } catch (error) {
+        // Unreadable: dead-lettered at once rather than handed to flush or retried forever.
+        items.push({ id, key: (fields.get('k') ?? Buffer.alloc(0)).toString(), value: undefined as T })
+        this.#unreadable.set(id, error)
+        this.logger.error(
+          { err: error, writeBehind: this.options.name, id },
+          'larder: unreadable write-behind entry',
+        )
+      }
+    }
+    return items
+  }
+
+  async #handle(all: Batch<T>): Promise<void> {
+    const items = all.filter((item) => !this.#unreadable.has(item.id))
+    for (const item of all) {
+      const error = this.#unreadable.get(item.id)
+      if (error === undefined) continue
+      await this.deadLetter([item], error)
+      this.counts.deadLettered++
+      this.#unreadable.delete(item.id)
+    }
+    if (items.length > 0) await this.process(items)
+    // Flushed or dead-lettered: either way done with. Acknowledged and deleted, so the stream's length is the lag.
+    const ids = all.map((item) => item.id)
+    await this.#reader
+      .multi()
+      .xack(this.#stream, this.options.name, ...ids)
+      .xdel(this.#stream, ...ids)
+      .exec()
+  }
+
+  async deadLetter(items: Batch<T>, error: unknown): Promise<void> {
+    const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+    const pipeline = this.#reader.pipeline()
+    for (const item of items) {
+      const encoded = encode(item.value)
+      pipeline.xadd(
+        this.#dead,
+        '*',
+        'id',
+        item.id,
+        'k',
+        item.key,
+        'c',
+        encoded.kind,
+        'v',
+        encoded.payload,
+        'error',
+        message,
+      )
+    }
+    await pipeline.exec()
+  }
+
+  async stats(): Promise<WriteBehindStats> {
+    const lag = await this.#client.xlen(this.#stream)
+    return { durable: true, ...this.counts, lag }
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return this.#loop
+    this.closing = true
+    this.wakeUp()
+    await this.#loop
+    // What is still waiting (written by this process or others) is flushed before close resolves.
+    try {
+      for (let items = await this.#read(false); items.length > 0; items = await this.#read(false)) {
+        await this.#handle(items)
+      }
+    } finally {
+      await this.#reader.quit().catch(() => this.#reader.disconnect())
+    }
+  }
+}
+
+/**
+ * A second connection for the consumer's blocking reads: a `commandTimeout` shorter than `BLOCK`
+ * (Larder's own clients have `4 × timeout`) would fail every idle read.
+ */
+function blockingDuplicate(client: RedisClient, commandTimeout: number): RedisClient {
+  if (client.isCluster) {
+    const cluster = client as Cluster
+    return cluster.duplicate([], {
+      redisOptions: { ...cluster.options.redisOptions, commandTimeout },
+    })
+  }
+  return (client as Redis).duplicate({ commandTimeout })
+}
+
+function formatTags(tags: readonly string[], versions: readonly string[]): string {
+  let text = ''
+  for (let i = 0; i < tags.length; i++) text += `${tags[i]}\n${versions[i]}\n`
+  return text
+}
+
+/** Stream ids `<ms>-<seq>` in order. */
+function compareIds(a: string, b: string): number {
+  const [am = '0', as = '0'] = a.split('-')
+  const [bm = '0', bs = '0'] = b.split('-')
+  return Number(am) - Number(bm) || Number(as) - Number(bs)
+}

@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto'
+import diagnostics from 'node:diagnostics_channel'
+import { type Encoded, encode } from './codec.js'
+import type { Entry } from './entry.js'
+import { cacheKey } from './keys.js'
+import type { MemoryTier } from './memory-tier.js'
+import {
+  invalid,
+  type ResolvedCacheOptions,
+  type ResolvedEntryOptions,
+  resolveEntryOptions,
+} from './options.js'
+import type { Bus } from './redis/bus.js'
+import type { Connection } from './redis/connection.js'
+import type { RedisTier, WriteParams } from './redis/redis-tier.js'
+import type { EntryOptions } from './types.js'
+
+/** The database write of `writeThrough`: it receives the value and must throw when it did not persist it. */
+export type Persist<T> = (value: T) => unknown
+
+/** Reports `{ cache, key, error }` each time a cache write failed after the database write succeeded. */
+export const writeThroughChannel = diagnostics.channel('larder:cache:write-through-failed')
+
+interface WriteThroughDeps {
+  options: ResolvedCacheOptions
+  l1: MemoryTier | undefined
+  l2: RedisTier | undefined
+  bus: Bus | undefined
+  /** `cache.delete`: every tier and every process's L1; rejects when Redis did not confirm. */
+  remove: (key: string) => Promise<void>
+  closed: () => boolean
+}
+
+/** Where `createWriteBehind` finds a cache's write path (a symbol: not part of the public API). */
+export const cacheWriter = Symbol('larder.cacheWriter')
+
+export interface CacheWriter {
+  writeThrough: WriteThrough
+  connection: Connection | undefined
+  l2: RedisTier | undefined
+}
+
+/** How a write reaches Redis: `RedisTier.set`, or write-behind's script that also records it in a stream. */
+export type RedisWrite = (key: string, encoded: Encoded, params: WriteParams) => Promise<number>
+
+/** Retries of the removal after a failed cache write, while Redis is unreachable (~10 s in all). */
+const REMOVE_RETRIES = [100, 200, 400, 800, 1_600, 2_000, 2_000, 2_000]
+
+/**
+ * Write-through: the database first, then the cache (both tiers, other processes' L1s told before it
+ * resolves). A failed database write leaves the cache untouched; a failed cache write removes the key,
+ * so no process can serve the value the database just replaced.
+ */
+export class WriteThrough {
+  readonly #deps: WriteThroughDeps
+  /** Cache writes that failed after their database write succeeded. */
+  failures = 0
+
+  constructor(deps: WriteThroughDeps) {
+    this.#deps = deps
+  }
+
+  /** Resolves true when the value is cached, false when the cache write failed and the key was removed. */
+  async write<T>(key: string, value: T, persist: Persist<T>, options?: EntryOptions): Promise<boolean> {
+    const { options: cacheOptions, l1 } = this.#deps
+    // Both can throw: checked before the database is touched.
+    const resolved = resolveEntryOptions(options, cacheOptions.defaults)
+    const encoded = encode(value)
+    if (typeof persist !== 'function') throw invalid('persist', 'a function', persist)
+    const k = cacheKey(key, cacheOptions.maxKeyLength)
+    await persist(value)
+    // A load of this key still running in this process must not put the old value back in L1.
+    l1?.deleteKeys([k])
+    try {
+      await this.store(k, key, value, resolved, encoded)
+      return true
+    } catch (error) {
+      this.failures++
+      cacheOptions.logger.error(
+        { err: error, key },
+        'larder: writeThrough stored the value in the database but not in the cache; key removed',
+      )
+      if (writeThroughChannel.hasSubscribers) {
+        writeThroughChannel.publish({ cache: cacheOptions.prefix, key, error })
+      }
+      await this.#remove(key, 0)
+      return false
+    }
+  }
+
+  /**
+   * Like `store` in read-through.ts, but a failed Redis write throws instead of being absorbed; `via`
+   * replaces the Redis write (write-behind's). Resolves once other processes' L1s dropped the key.
+   */
+  async store(
+    key: string,
+    rawKey: string,
+    value: unknown,
+    options: ResolvedEntryOptions,
+    encoded: Encoded,
+    via?: RedisWrite,
+  ): Promise<void> {
+    const { l1, l2, bus } = this.#deps
+    const negative = value === null || value === undefined
+    const ttl = negative ? options.negativeTtl : options.ttl
+    if (ttl === 0) {
+      // Not cached at all (negativeTtl 0): the old value must go.
+      await this.#deps.remove(rawKey)
+      return
+    }
+    const born = l1?.epoch ?? 0
+    if (l2 !== undefined && bus !== undefined) {
+      const tagVersions = options.tags.length > 0 ? await l2.tagVersions(options.tags) : []
+      await bus.send(
+        { type: 'keys', keys: [key] },
+        (text) => {
+          const params: WriteParams = {
+            options,
+            ttl,
+            loadMs: 0,
+            tagVersions,
+            token: '',
+            nextToken: randomBytes(12).toString('base64url'),
+            busMessage: text,
+          }
+          return via === undefined ? l2.set(key, encoded, params) : via(key, encoded, params)
+        },
+        (n) => l2.receivers(n),
+      )
+    }
+    const now = Date.now()
+    const entry: Entry = {
+      value,
+      bytes: encoded.bytes,
+      createdAt: now,
+      freshUntil: now + ttl,
+      staleUntil: now + ttl + (negative ? 0 : options.staleWhileRevalidate),
+      errorUntil: now + ttl + (negative ? 0 : options.staleIfError),
+      loadMs: 0,
+      earlyRefresh: options.earlyRefresh,
+      tags: options.tags,
+      born,
+      tagsChecked: 0,
+    }
+    l1?.set(key, entry)
+  }
+
+  /**
+   * Deletes the key everywhere; while Redis refuses, retries in the background for ~10 s. A write
+   * that timed out may still land in Redis later: the delete, sent after it on the same connection,
+   * removes it then.
+   */
+  async #remove(key: string, attempt: number): Promise<void> {
+    try {
+      await this.#deps.remove(key)
+    } catch (error) {
+      const delay = REMOVE_RETRIES[attempt]
+      if (delay === undefined || this.#deps.closed()) {
+        this.#deps.options.logger.error(
+          { err: error, key },
+          'larder: writeThrough could not remove the key after a failed cache write; it may be stale until its TTL',
+        )
+        return
+      }
+      setTimeout(() => void this.#remove(key, attempt + 1), delay).unref()
+    }
+  }
+}

@@ -8,8 +8,10 @@ import { performance } from 'node:perf_hooks'
 import { cleanupPrefix, sharedRedisUrl } from '@larder/test-support'
 import { Redis } from 'ioredis'
 import { markdownTable, type Row } from './report.js'
+import { httpCache } from './scenarios/http-cache.js'
 import { invalidateTags } from './scenarios/invalidate.js'
 import { l1Hit } from './scenarios/l1-hit.js'
+import { rateLimiters } from './scenarios/rate-limit.js'
 import { redisHit } from './scenarios/redis-hit.js'
 import { stampedes } from './scenarios/stampede.js'
 import { taggedHit } from './scenarios/tagged.js'
@@ -22,6 +24,8 @@ const scenarios: Array<[id: string, title: string, run: Scenario]> = [
   ['3', 'Redis-only hit, 50 in flight', redisHit],
   ['4', 'invalidateTags latency and SLOWLOG', invalidateTags],
   ['5', 'stampede across two instances', stampedes],
+  ['6', 'HTTP response cache (Fastify, autocannon)', httpCache],
+  ['7', 'rate limiter (Fastify, autocannon)', rateLimiters],
 ]
 
 async function main(): Promise<void> {

@@ -53,12 +53,13 @@ export class Cache {
     this.#stats = new StatsRecorder(prefix)
     this.#l1 = this.options.l1 === false ? undefined : new MemoryTier(this.options.l1)
     if (options.redis !== undefined) {
-      this.#connection = connect(options.redis, this.options.timeout)
+      this.#connection = connect(options.redis)
       this.#guard = new RedisGuard(this.#connection.client, {
         timeout: this.options.timeout,
         threshold: this.options.breakerThreshold,
         cooldown: this.options.breakerCooldown,
         logger,
+        failureMessage: 'Redis call failed, treated as a miss',
         onError: (operation, error) => this.#stats.l2Error(operation, error),
         onBreaker: (state) => this.#stats.breaker(state),
       })
@@ -179,7 +180,12 @@ export class Cache {
 
   /** For `createWriteBehind`: the cache's write path and its Redis connection (not public API). */
   get [cacheWriter](): CacheWriter {
-    return { writeThrough: this.#writeThrough, connection: this.#connection, l2: this.#l2 }
+    return {
+      writeThrough: this.#writeThrough,
+      connection: this.#connection,
+      l2: this.#l2,
+      guard: this.#guard,
+    }
   }
 
   /**

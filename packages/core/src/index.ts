@@ -4,6 +4,7 @@ export { type Duration, parseDuration } from './duration.js'
 export { LarderError } from './errors.js'
 export { globToRegExp } from './keys.js'
 export { validateTags } from './options.js'
+export { type GuardOptions, RedisGuard } from './redis/guard.js'
 export { channels } from './stats.js'
 export { compileTemplate, type Template } from './template.js'
 export type {

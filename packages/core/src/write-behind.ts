@@ -392,38 +392,50 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     const negative = value === null || value === undefined
     if ((negative ? options.negativeTtl : options.ttl) === 0) {
       // Not cached: recorded for the database, and the old cached value removed.
-      await this.#client.xadd(this.#stream, '*', 'k', key, 'c', encoded.kind, 'v', encoded.payload)
+      await this.#guarded('xadd', () =>
+        this.#client.xadd(this.#stream, '*', 'k', key, 'c', encoded.kind, 'v', encoded.payload),
+      )
       await this.cache.delete(key)
       return
     }
     const via: RedisWrite = this.#isCluster
       ? async (entry, enc, params) => {
           // The entry and the stream are in different slots: recorded first, so nothing is lost.
-          await this.#client.xadd(this.#stream, '*', 'k', key, 'c', enc.kind, 'v', enc.payload)
+          await this.#guarded('xadd', () =>
+            this.#client.xadd(this.#stream, '*', 'k', key, 'c', enc.kind, 'v', enc.payload),
+          )
           return (this.writer.l2 as NonNullable<CacheWriter['l2']>).set(entry, enc, params)
         }
       : (entry, enc, params) => {
           const o = params.options
           const tags = params.tagVersions.length === 0 ? '' : formatTags(o.tags, params.tagVersions)
-          return this.#client.larderWriteBehind(
-            prefix + entry,
-            this.#stream,
-            params.token,
-            enc.payload,
-            enc.kind,
-            params.ttl,
-            params.ttl === o.ttl ? o.staleWhileRevalidate : 0,
-            params.ttl === o.ttl ? o.staleIfError : 0,
-            params.loadMs,
-            o.earlyRefresh,
-            tags,
-            params.nextToken,
-            channel,
-            params.busMessage,
-            key,
+          return this.#guarded('writeBehind', () =>
+            this.#client.larderWriteBehind(
+              prefix + entry,
+              this.#stream,
+              params.token,
+              enc.payload,
+              enc.kind,
+              params.ttl,
+              params.ttl === o.ttl ? o.staleWhileRevalidate : 0,
+              params.ttl === o.ttl ? o.staleIfError : 0,
+              params.loadMs,
+              o.earlyRefresh,
+              tags,
+              params.nextToken,
+              channel,
+              params.busMessage,
+              key,
+            ),
           )
         }
     await this.writer.writeThrough.store(k, key, value, options, encoded, via)
+  }
+
+  /** Through the cache's guard, so a Redis that is away fails the call in time instead of holding it. */
+  #guarded<R>(operation: string, call: () => Promise<R>): Promise<R> {
+    const guard = this.writer.guard
+    return guard === undefined ? call() : guard.run(operation, call)
   }
 
   async #run(): Promise<void> {
@@ -553,7 +565,7 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
   }
 
   async stats(): Promise<WriteBehindStats> {
-    const lag = await this.#client.xlen(this.#stream)
+    const lag = await this.#guarded('xlen', () => this.#client.xlen(this.#stream))
     return { durable: true, ...this.counts, lag }
   }
 

@@ -12,6 +12,7 @@ import {
 } from './options.js'
 import type { Bus } from './redis/bus.js'
 import type { Connection } from './redis/connection.js'
+import type { RedisGuard } from './redis/guard.js'
 import type { RedisTier, WriteParams } from './redis/redis-tier.js'
 import type { EntryOptions } from './types.js'
 
@@ -38,6 +39,8 @@ export interface CacheWriter {
   writeThrough: WriteThrough
   connection: Connection | undefined
   l2: RedisTier | undefined
+  /** Bounds the write-behind's own commands on the cache's connection. */
+  guard: RedisGuard | undefined
 }
 
 /** How a write reaches Redis: `RedisTier.set`, or write-behind's script that also records it in a stream. */

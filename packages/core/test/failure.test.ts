@@ -272,18 +272,26 @@ t.test('garbage in Redis is a miss: the loader runs and a proper entry replaces 
     ],
     ['a hash whose JSON value is invalid JSON', (key) => admin.hset(key, { ...validFields, v: '{not json' })],
   ]
-  for (const [i, [name, write]] of plant.entries()) {
-    const key = `garbage:${i}`
-    await write(prefix + key)
-    let loads = 0
-    const value = await cache.wrap(key, () => {
-      loads++
-      return { proper: i }
-    })
-    t.same(value, { proper: i }, `${name}: wrap returns the loader's value without throwing`)
-    t.equal(loads, 1, `${name}: the loader ran once`)
-    t.equal(await admin.type(prefix + key), 'hash', `${name}: the key now holds an entry hash`)
-    t.same(await reader.get(key), { proper: i }, `${name}: another instance (no L1) reads the proper entry`)
+  // Read by a plain HMGET (no tags declared) and by get.lua (tags declared).
+  for (const tags of [[], ['g']]) {
+    for (const [i, [plainName, write]] of plant.entries()) {
+      const name = `${plainName}, read ${tags.length > 0 ? 'by script' : 'by HMGET'}`
+      const key = `garbage:${tags.length}:${i}`
+      await write(prefix + key)
+      let loads = 0
+      const value = await cache.wrap(
+        key,
+        () => {
+          loads++
+          return { proper: i }
+        },
+        { tags },
+      )
+      t.same(value, { proper: i }, `${name}: wrap returns the loader's value without throwing`)
+      t.equal(loads, 1, `${name}: the loader ran once`)
+      t.equal(await admin.type(prefix + key), 'hash', `${name}: the key now holds an entry hash`)
+      t.same(await reader.get(key), { proper: i }, `${name}: another instance (no L1) reads the proper entry`)
+    }
   }
   t.ok(
     lines.some((line) => line.level === 'warn' && /unreadable entry/.test(line.msg ?? '')),
@@ -355,4 +363,31 @@ t.test('a bus reconnect drops L1, since invalidations sent meanwhile were lost',
     lines.some((line) => line.level === 'warn' && /bus reconnected/.test(line.msg ?? '')),
     'the reconnect and the L1 drop were logged',
   )
+})
+
+t.test('a logger that throws does not leave calls hanging on a Redis that stopped answering', async (t) => {
+  const server = await ownServer(t)
+  const throwing: Logger = {
+    debug: () => {},
+    warn: () => {
+      throw new Error('logger broken')
+    },
+    error: () => {
+      throw new Error('logger broken')
+    },
+  }
+  const cache = newCache(t, { ...FAST, redis: server.url, prefix: 'lg:', l1: false, logger: throwing })
+  await cache.ready()
+  const admin = adminClient(t, server.url)
+  // Redis holds every other client's commands unanswered for 5 s: each call must end by its timeout.
+  await admin.client('PAUSE', 5_000, 'ALL')
+  t.teardown(() => admin.client('UNPAUSE'))
+  const started = Date.now()
+  const values = await Promise.all([
+    cache.wrap('a', () => 'loaded a'),
+    cache.wrap('b', () => 'loaded b'),
+    cache.wrap('c', () => 'loaded c'),
+  ])
+  t.same(values, ['loaded a', 'loaded b', 'loaded c'], 'every call got its loader value')
+  t.ok(Date.now() - started < BOUND_MS * 2, 'long before Redis answered again')
 })

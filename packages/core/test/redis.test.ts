@@ -62,3 +62,34 @@ t.test('a handed client is not closed by the cache', async (t) => {
   t.equal(await client.ping(), 'PONG', 'the client still answers after cache.close()')
   await client.quit()
 })
+
+t.test("freshness is judged on Redis's clock, whatever this host's clock says", async (t) => {
+  const p = prefix('skew')
+  const writer = createCache({ redis, l1: false, prefix: p })
+  t.teardown(() => writer.close())
+  await writer.set('plain', 'v', { ttl: '10m' })
+  await writer.set('tagged', 't', { ttl: '10m', tags: ['g'] })
+  // This process's clock runs an hour ahead of Redis's from now on, as on a badly set host.
+  const realNow = Date.now
+  Date.now = () => realNow() + 3_600_000
+  t.teardown(() => {
+    Date.now = realNow
+  })
+  const reader = createCache({ redis, l1: false, prefix: p })
+  t.teardown(() => reader.close())
+  t.equal(
+    await reader.get('plain'),
+    'v',
+    'a 10-minute entry is fresh for a reader an hour ahead (HMGET read)',
+  )
+  t.equal(
+    await reader.wrap('tagged', () => 'loaded', { tags: ['g'] }),
+    't',
+    'and through the script read, with tags',
+  )
+  const info = await reader.getEntry('plain')
+  t.equal(info?.ageSeconds, 0, 'its age is measured on Redis too')
+  await writer.set('short', 's', { ttl: 300 })
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  t.equal(await reader.get('short'), undefined, 'and a 300 ms entry is gone 400 ms later')
+})

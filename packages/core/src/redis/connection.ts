@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import type { RedisClient } from '../types.js'
 
@@ -8,12 +9,11 @@ export interface Connection {
   isCluster: boolean
 }
 
-/** Turns the `redis` option into a client. Clients Larder opens never queue commands for long offline. */
-export function connect(redis: RedisClient | string | RedisOptions, timeout: number): Connection {
+/** Turns the `redis` option into a client. Every command goes through a RedisGuard, which bounds its wait. */
+export function connect(redis: RedisClient | string | RedisOptions): Connection {
   if (isClient(redis)) return { client: redis, owned: false, isCluster: redis.isCluster === true }
   const defaults: RedisOptions = {
     maxRetriesPerRequest: 1,
-    commandTimeout: timeout * 4,
     retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
   }
   const client = typeof redis === 'string' ? new Redis(redis, defaults) : new Redis({ ...defaults, ...redis })
@@ -44,4 +44,28 @@ const STARTING = new Set(['wait', 'connecting', 'connect'])
 export function usable(client: RedisClient, everReady: boolean): boolean {
   const status = client.status
   return status === 'ready' || (!everReady && STARTING.has(status))
+}
+
+/**
+ * Holds the socket's writes until the end of the current tick, so the commands sent in one tick leave in
+ * one `writev` instead of one system call each: with many calls in flight, the replies come in one read
+ * and the calls that follow them go out together. Costs Redis far fewer reads too. A Cluster spreads its
+ * commands over one socket per node and is left as it is.
+ */
+export function writeBatcher(client: RedisClient): () => void {
+  if (client.isCluster === true) return () => {}
+  let corked: Socket | undefined
+  const flush = (): void => {
+    const stream = corked
+    corked = undefined
+    stream?.uncork()
+  }
+  return () => {
+    if (corked !== undefined) return
+    const stream = (client as Redis).stream as Socket | undefined
+    if (stream === undefined || typeof stream.cork !== 'function') return
+    stream.cork()
+    corked = stream
+    process.nextTick(flush)
+  }
 }

@@ -1,27 +1,43 @@
 import { performance } from 'node:perf_hooks'
 import { LarderError } from '../errors.js'
 import type { Logger, RedisClient } from '../types.js'
-import { usable } from './connection.js'
+import { usable, writeBatcher } from './connection.js'
 
 export interface GuardOptions {
+  /** Longest a call may take, in ms. */
   timeout: number
-  threshold: number
-  cooldown: number
-  logger: Logger
-  onError: (operation: string, error: unknown) => void
-  onBreaker: (state: 'open' | 'closed') => void
+  /** Consecutive failures after which Redis is skipped for `cooldown` ms, then probed by one call. Default 5. */
+  threshold?: number
+  /** Default 1,000 ms. */
+  cooldown?: number
+  /** Failures (at most one line a second) and breaker changes are logged here when given. */
+  logger?: Logger
+  /** What the failing call was for, in log lines. Default 'Redis call failed'. */
+  failureMessage?: string
+  onError?: (operation: string, error: unknown) => void
+  onBreaker?: (state: 'open' | 'closed') => void
 }
+
+const NOOP = (): void => {}
 
 const UNAVAILABLE = 'LARDER_REDIS_UNAVAILABLE'
 
 /**
- * Bounds every Redis call: a timeout per call, no calls while the client is reconnecting, and a circuit
- * breaker that stops trying a dead Redis for `cooldown` after `threshold` consecutive failures, then lets
- * one call probe it.
+ * Bounds every Redis call: a timeout per call, no calls while the client is reconnecting (ioredis would
+ * hold them in its offline queue), and a circuit breaker that stops trying a dead Redis for `cooldown`
+ * after `threshold` consecutive failures, then lets one call probe it. Commands sent in one tick leave
+ * in one socket write. Shared by every Larder package that talks to Redis.
  */
 export class RedisGuard {
   readonly #client: RedisClient
-  readonly #options: GuardOptions
+  readonly #timeout: number
+  readonly #threshold: number
+  readonly #cooldown: number
+  readonly #logger: Logger | undefined
+  readonly #failureMessage: string
+  readonly #onError: (operation: string, error: unknown) => void
+  readonly #onBreaker: (state: 'open' | 'closed') => void
+  readonly #batch: () => void
   #everReady = false
   #failures = 0
   #openUntil = 0
@@ -31,7 +47,14 @@ export class RedisGuard {
 
   constructor(client: RedisClient, options: GuardOptions) {
     this.#client = client
-    this.#options = options
+    this.#timeout = options.timeout
+    this.#threshold = options.threshold ?? 5
+    this.#cooldown = options.cooldown ?? 1_000
+    this.#logger = options.logger
+    this.#failureMessage = options.failureMessage ?? 'Redis call failed'
+    this.#onError = options.onError ?? NOOP
+    this.#onBreaker = options.onBreaker ?? NOOP
+    this.#batch = writeBatcher(client)
     this.#deadlines = new Deadlines(options.timeout, (pending) => this.#expire(pending))
     this.#everReady = client.status === 'ready'
     if (!this.#everReady) client.once('ready', () => (this.#everReady = true))
@@ -47,7 +70,7 @@ export class RedisGuard {
       const error = new LarderError(UNAVAILABLE, `redis: ${operation} skipped, Redis is unavailable`)
       // Skipped by the open breaker: counted only. Skipped because the client is reconnecting: a
       // failure like a timeout, so it is logged and opens the breaker after `threshold` of them.
-      if (this.#openUntil > 0) this.#options.onError(operation, error)
+      if (this.#openUntil > 0) this.#onError(operation, error)
       else this.#failed(operation, error, false)
       return Promise.reject(error)
     }
@@ -55,6 +78,7 @@ export class RedisGuard {
     if (probe) this.#probing = true
     return new Promise<T>((resolve, reject) => {
       const pending = this.#deadlines.add(operation, probe, reject)
+      this.#batch()
       call().then(
         (value) => {
           if (!this.#deadlines.remove(pending)) return
@@ -74,7 +98,7 @@ export class RedisGuard {
   #expire(pending: Pending): void {
     const error = new LarderError(
       'LARDER_REDIS_TIMEOUT',
-      `redis: ${pending.operation} took over ${this.#options.timeout} ms`,
+      `redis: ${pending.operation} took over ${this.#timeout} ms`,
     )
     this.#failed(pending.operation, error, pending.probe)
     pending.reject(error)
@@ -92,29 +116,39 @@ export class RedisGuard {
     if (probe) this.#probing = false
     if (this.#openUntil > 0) {
       this.#openUntil = 0
-      this.#options.logger.warn({ larder: 'breaker' }, 'larder: Redis answers again, circuit closed')
-      this.#options.onBreaker('closed')
+      this.#log('warn', { larder: 'breaker' }, 'larder: Redis answers again, circuit closed')
+      this.#onBreaker('closed')
     }
   }
 
   #failed(operation: string, error: unknown, probe: boolean): void {
-    this.#options.onError(operation, error)
+    this.#onError(operation, error)
     if (probe) this.#probing = false
     const now = Date.now()
     if (now - this.#lastLog > 1_000) {
       this.#lastLog = now
-      this.#options.logger.error({ err: error, operation }, 'larder: Redis call failed, treated as a miss')
+      this.#log('error', { err: error, operation }, `larder: ${this.#failureMessage}`)
     }
-    if (++this.#failures >= this.#options.threshold || probe) {
+    if (++this.#failures >= this.#threshold || probe) {
       const wasClosed = this.#openUntil === 0
-      this.#openUntil = now + this.#options.cooldown
+      this.#openUntil = now + this.#cooldown
       if (wasClosed) {
-        this.#options.logger.warn(
-          { larder: 'breaker', cooldown: this.#options.cooldown },
+        this.#log(
+          'warn',
+          { larder: 'breaker', cooldown: this.#cooldown },
           'larder: Redis keeps failing, circuit open: skipping it for a while',
         )
-        this.#options.onBreaker('open')
+        this.#onBreaker('open')
       }
+    }
+  }
+
+  /** A logger that throws must not leave the call it reports on unsettled. */
+  #log(level: 'warn' | 'error', fields: Record<string, unknown>, message: string): void {
+    try {
+      this.#logger?.[level](fields, message)
+    } catch {
+      // Nothing left to report it to.
     }
   }
 }
@@ -189,12 +223,17 @@ class Deadlines {
   readonly #sweep = (): void => {
     this.#timer = undefined
     const now = performance.now()
-    let oldest = this.#oldest
-    while (oldest !== undefined && oldest.deadline <= now) {
-      this.remove(oldest)
-      this.#expire(oldest)
-      oldest = this.#oldest
+    try {
+      let oldest = this.#oldest
+      while (oldest !== undefined && oldest.deadline <= now) {
+        this.remove(oldest)
+        this.#expire(oldest)
+        oldest = this.#oldest
+      }
+    } finally {
+      // Even if expiring one call threw, the calls behind it still get their deadline.
+      const oldest = this.#oldest
+      if (oldest !== undefined) this.#arm(Math.max(0, oldest.deadline - performance.now()))
     }
-    if (oldest !== undefined) this.#arm(oldest.deadline - now)
   }
 }

@@ -5,9 +5,10 @@ import { LarderError } from '../errors.js'
 import { escapeGlob, TAG_SPACE } from '../keys.js'
 import type { ResolvedEntryOptions } from '../options.js'
 import type { RedisClient } from '../types.js'
+import { RedisClock } from './clock.js'
 import type { Connection } from './connection.js'
 import type { RedisGuard } from './guard.js'
-import { defineScripts, type GetHit, type GetReply, runGet, type ScriptCommands } from './scripts.js'
+import { defineScripts, type GetReply, runGet, type ScriptCommands } from './scripts.js'
 
 /**
  * A read: the entry, its times moved to this process's clock, or a miss with the ms left on another
@@ -36,6 +37,25 @@ const SCAN_BATCH = 500
 const NO_TAGS: string[] = []
 /** '0' */
 const ZERO = 0x30
+/** The fields of an entry hash that a read needs (see set.lua), in the order `#fields` expects them. */
+const READ_FIELDS = ['v', 'k', 'f', 'w', 'x', 'c', 'd', 'r', 't', 'lu']
+type Fields = Array<Buffer | null>
+/** Read in place of the fields of a key that is not an entry hash (WRONGTYPE). */
+const NOT_A_HASH: Fields = []
+
+/** An entry as read from Redis, its times on this process's clock. */
+interface Found {
+  payload: Buffer
+  kind: Buffer
+  freshUntil: number
+  staleUntil: number
+  errorUntil: number
+  createdAt: number
+  loadMs: number
+  early: Buffer
+  lockMs: number
+  at: number
+}
 
 /** L2: entries as Redis hashes, every multi-step change one Lua call on keys of a single slot. */
 export class RedisTier {
@@ -46,6 +66,7 @@ export class RedisTier {
   readonly #tagPrefix: string
   readonly #tagSeq: string
   readonly #tagTtl: number
+  readonly #clock: RedisClock
   readonly channel: string
 
   constructor(connection: Connection, guard: RedisGuard, options: { prefix: string; tagTtl: number }) {
@@ -58,31 +79,125 @@ export class RedisTier {
     this.#tagPrefix = `${this.#tagSeq}:`
     this.#tagTtl = options.tagTtl
     this.channel = `${options.prefix}bus`
+    this.#clock = new RedisClock(() => this.#guard.run('time', () => this.#client.time()))
   }
 
-  /** `born`: L1's invalidation epoch when this read began, kept on the entry. */
-  get(key: string, born: number): Promise<RemoteRead> {
-    return this.#guard
-      .run('get', () => runGet(this.#client, this.#prefix + key, this.#isCluster ? '' : this.#tagPrefix))
-      .then((reply) => this.#read(key, born, reply))
+  /**
+   * `born`: L1's invalidation epoch when this read began, kept on the entry. `tagged`: the reader
+   * declares tags, so the entry most likely has some: get.lua reads it and checks its tags in the same
+   * round trip. Otherwise a plain HMGET reads it (Redis runs that several times faster than a script),
+   * judged on this process's estimate of Redis's clock; an entry that has tags after all costs a second
+   * round trip for their versions.
+   */
+  get(key: string, born: number, tagged: boolean): Promise<RemoteRead> {
+    if (tagged || this.#isCluster) {
+      return this.#guard
+        .run('get', () => runGet(this.#client, this.#prefix + key, this.#isCluster ? '' : this.#tagPrefix))
+        .then((reply) => this.#scripted(key, born, reply))
+    }
+    const read = this.#guard
+      .run('get', () => this.#client.hmgetBuffer(this.#prefix + key, ...READ_FIELDS).catch(notAHash))
+      .then((fields) => this.#fields(key, born, fields))
+    if (this.#clock.synced) {
+      this.#clock.sync().catch(() => {})
+      return read
+    }
+    // The first read waits for the clock, measured in the same round trip.
+    return Promise.all([read, this.#clock.sync()]).then(([result]) => result)
   }
 
-  #read(key: string, born: number, reply: GetReply): RemoteRead | Promise<RemoteRead> {
-    if (reply[0] === 0) return { entry: undefined, lockMs: reply[1], at: Date.now() }
-    const tagText = reply[9]
-    if (tagText === null) return this.#entry(key, born, reply, NO_TAGS)
+  #scripted(key: string, born: number, reply: GetReply): RemoteRead | Promise<RemoteRead> {
+    const at = Date.now()
+    if (reply[0] === 0) return { entry: undefined, lockMs: reply[1], at }
+    const [, payload, kind, freshMs, staleMs, errorMs, ageMs, loadMs, early, tagText, lockMs] = reply
+    const found: Found = {
+      payload,
+      kind,
+      freshUntil: at + freshMs,
+      staleUntil: at + staleMs,
+      errorUntil: at + errorMs,
+      createdAt: at - ageMs,
+      loadMs,
+      early,
+      lockMs,
+      at,
+    }
+    // On a single Redis the script has checked the tags; on a Cluster their versions live in another slot.
+    return this.#withTags(key, born, found, tagText, this.#isCluster)
+  }
+
+  /** Judges an HMGET reply (see READ_FIELDS); anything that is not a whole entry is removed, a miss. */
+  #fields(key: string, born: number, fields: Fields): RemoteRead | Promise<RemoteRead> {
+    // Promise<Fields> resolves to a Fields; the `as` only names the positions.
+    const [payload, kind, fresh, stale, error, created, load, early, tagText, lockUntil] = fields as [
+      Buffer | null,
+      Buffer | null,
+      Buffer | null,
+      Buffer | null,
+      Buffer | null,
+      Buffer | null,
+      Buffer | null,
+      Buffer | null,
+      Buffer | null,
+      Buffer | null,
+    ]
+    const offset = this.#clock.offset
+    const at = Date.now()
+    const lockMs = lockUntil === null ? 0 : Math.max(0, toNumber(lockUntil) - offset - at) || 0
+    if (fields === NOT_A_HASH) return this.#discard(key, at)
+    if (payload === null) return { entry: undefined, lockMs, at }
+    const freshUntil = toNumber(fresh) - offset
+    const staleUntil = toNumber(stale) - offset
+    const errorUntil = toNumber(error) - offset
+    const createdAt = toNumber(created) - offset
+    const loadMs = toNumber(load)
+    if (
+      kind === null ||
+      early === null ||
+      Number.isNaN(freshUntil + staleUntil + errorUntil + createdAt + loadMs)
+    ) {
+      return this.#discard(key, at)
+    }
+    const found: Found = {
+      payload,
+      kind,
+      freshUntil,
+      staleUntil,
+      errorUntil,
+      createdAt,
+      loadMs,
+      early,
+      lockMs,
+      at,
+    }
+    return this.#withTags(key, born, found, tagText, true)
+  }
+
+  /** Something that is not an entry is in its place: removed (it would never read as one) and a miss. */
+  #discard(key: string, at: number): RemoteRead {
+    this.#guard.run('unlink', () => this.#client.unlink(this.#prefix + key)).catch(() => {})
+    return { entry: undefined, lockMs: 0, at }
+  }
+
+  #withTags(
+    key: string,
+    born: number,
+    found: Found,
+    tagText: Buffer | null,
+    unchecked: boolean,
+  ): RemoteRead | Promise<RemoteRead> {
+    if (tagText === null) return this.#entry(key, born, found, NO_TAGS)
     const tagged = parseTags(tagText.toString('utf8'))
-    if (!this.#isCluster) return this.#entry(key, born, reply, tagged.tags)
-    // On a Cluster the script could not check the tags: their versions live in another slot.
+    if (!unchecked) return this.#entry(key, born, found, tagged.tags)
     return this.#tagsCurrent(tagged).then((current) =>
       current
-        ? this.#entry(key, born, reply, tagged.tags)
-        : { entry: undefined, lockMs: reply[10], at: Date.now() },
+        ? this.#entry(key, born, found, tagged.tags)
+        : { entry: undefined, lockMs: found.lockMs, at: Date.now() },
     )
   }
 
-  #entry(key: string, born: number, reply: GetHit, tags: string[]): RemoteRead {
-    const [, payload, kind, freshMs, staleMs, errorMs, ageMs, loadMs, early, , lockMs] = reply
+  #entry(key: string, born: number, found: Found, tags: string[]): RemoteRead {
+    const { payload, kind, early } = found
     let value: unknown
     try {
       value = decode(kind, payload)
@@ -95,24 +210,23 @@ export class RedisTier {
         },
       )
     }
-    const now = Date.now()
     return {
       entry: {
         value,
         bytes: payload.length || 1,
-        createdAt: now - ageMs,
-        freshUntil: now + freshMs,
-        staleUntil: now + staleMs,
-        errorUntil: now + errorMs,
-        loadMs,
+        createdAt: found.createdAt,
+        freshUntil: found.freshUntil,
+        staleUntil: found.staleUntil,
+        errorUntil: found.errorUntil,
+        loadMs: found.loadMs,
         // Mostly "0", read without making a string of it.
         earlyRefresh: early.length === 1 && early[0] === ZERO ? 0 : Number(early.toString('latin1')) || 0,
         tags,
         born,
         tagsChecked: 0,
       },
-      lockMs,
-      at: now,
+      lockMs: found.lockMs,
+      at: found.at,
     }
   }
 
@@ -254,6 +368,16 @@ function parseTags(text: string): { tags: string[]; versions: string[] } {
     versions.push(parts[i + 1] as string)
   }
   return { tags, versions }
+}
+
+/** A decimal number held as bytes; NaN for null or anything else. */
+function toNumber(bytes: Buffer | null): number {
+  return bytes === null || bytes.length === 0 ? Number.NaN : Number(bytes.toString('latin1'))
+}
+
+function notAHash(error: unknown): Fields {
+  if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return NOT_A_HASH
+  throw error
 }
 
 function throwFirstError(results: Array<[Error | null, unknown]> | null): void {

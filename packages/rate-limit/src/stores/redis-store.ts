@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import type { RedisClient } from '@larder/core'
-import { Guard } from './guard.js'
+import { type RedisClient, RedisGuard } from '@larder/core'
 import type { Decision, LimitSpec, RateLimitStore } from './store.js'
 
 export interface RedisStoreOptions {
@@ -44,7 +43,7 @@ function safeKey(key: string): string {
 export class RedisStore implements RateLimitStore {
   readonly #client: RedisClient & Commands
   readonly #prefix: string
-  readonly #guard: Guard
+  readonly #guard: RedisGuard
   // Log members must be unique across processes and calls: a random process id and a counter.
   readonly #member = randomBytes(6).toString('hex')
   #sequence = 0
@@ -57,7 +56,7 @@ export class RedisStore implements RateLimitStore {
     }
     this.#client = client
     this.#prefix = options.prefix ?? 'larder:'
-    this.#guard = new Guard(client, { timeout: options.timeout ?? 100 })
+    this.#guard = new RedisGuard(client, { timeout: options.timeout ?? 100, threshold: 3, cooldown: 1_000 })
   }
 
   /** The Redis key that holds `key`'s counts under `spec`. */
@@ -69,7 +68,7 @@ export class RedisStore implements RateLimitStore {
   consume(key: string, spec: LimitSpec, cost: number): Promise<Decision> {
     const redisKey = this.keyFor(key, spec)
     return this.#guard
-      .run(() =>
+      .run('rateLimit', () =>
         spec.algorithm === 'sliding-log'
           ? this.#client.larderRateLog(
               redisKey,

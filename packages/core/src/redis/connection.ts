@@ -47,10 +47,12 @@ export function usable(client: RedisClient, everReady: boolean): boolean {
 }
 
 /**
- * Holds the socket's writes until the end of the current tick, so the commands sent in one tick leave in
- * one `writev` instead of one system call each: with many calls in flight, the replies come in one read
- * and the calls that follow them go out together. Costs Redis far fewer reads too. A Cluster spreads its
- * commands over one socket per node and is left as it is.
+ * Holds the socket's writes until the event loop's check phase (`setImmediate`), so the commands sent
+ * while one batch of I/O callbacks runs leave in one `writev` instead of one system call each: the
+ * replies to many calls in flight come in one read and the calls that follow them go out together, and
+ * so do the commands of HTTP requests that arrived together. Redis then reads them in one go too. The
+ * wait is only for callbacks already due, never a timer. A Cluster spreads its commands over one
+ * socket per node and is left as it is.
  */
 export function writeBatcher(client: RedisClient): () => void {
   if (client.isCluster === true) return () => {}
@@ -66,6 +68,6 @@ export function writeBatcher(client: RedisClient): () => void {
     if (stream === undefined || typeof stream.cork !== 'function') return
     stream.cork()
     corked = stream
-    process.nextTick(flush)
+    setImmediate(flush)
   }
 }

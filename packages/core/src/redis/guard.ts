@@ -25,7 +25,7 @@ const UNAVAILABLE = 'LARDER_REDIS_UNAVAILABLE'
 /**
  * Bounds every Redis call: a timeout per call, no calls while the client is reconnecting (ioredis would
  * hold them in its offline queue), and a circuit breaker that stops trying a dead Redis for `cooldown`
- * after `threshold` consecutive failures, then lets one call probe it. Commands sent in one tick leave
+ * after `threshold` consecutive failures, then lets one call probe it. Commands sent together leave
  * in one socket write. Shared by every Larder package that talks to Redis.
  */
 export class RedisGuard {

@@ -15,6 +15,7 @@ import { rateLimiters } from './scenarios/rate-limit.js'
 import { redisHit } from './scenarios/redis-hit.js'
 import { stampedes } from './scenarios/stampede.js'
 import { taggedHit } from './scenarios/tagged.js'
+import { writeBehindThroughput } from './scenarios/write-behind.js'
 
 type Scenario = (setup: { redisUrl: string; prefix: string }) => Promise<Row[]>
 
@@ -26,6 +27,7 @@ const scenarios: Array<[id: string, title: string, run: Scenario]> = [
   ['5', 'stampede across two instances', stampedes],
   ['6', 'HTTP response cache (Fastify, autocannon)', httpCache],
   ['7', 'rate limiter (Fastify, autocannon)', rateLimiters],
+  ['8', 'write-behind vs INSERT per write (PostgreSQL)', writeBehindThroughput],
 ]
 
 async function main(): Promise<void> {

@@ -2,20 +2,19 @@ import { createCache, createWriteBehind } from '@larder/core'
 import { startRedisCluster, uniquePrefix, waitFor } from '@larder/test-support'
 import { Cluster } from 'ioredis'
 import t from 'tap'
-import { pgPool, pgRows, pgTable } from './fixtures/databases.js'
+import { postgres } from './fixtures/databases.js'
 
 // On a Cluster the entry and the stream are in different slots: write-behind records first, then caches.
 
 const cluster = await startRedisCluster()
 t.teardown(() => cluster.close())
-const pool = pgPool()
-t.teardown(() => pool.end())
+const db = postgres()
+t.teardown(() => db.close())
 
 t.test(
   'write-behind on a Redis Cluster: readable at once, flushed from the stream, nothing lost',
   async (t) => {
-    const { table, drop } = await pgTable(pool, 'wb_cluster')
-    t.teardown(drop)
+    const table = await db.table(t, 'wb_cluster')
     const client = new Cluster(cluster.nodes)
     client.on('error', () => {})
     t.teardown(async () => {
@@ -29,21 +28,14 @@ t.test(
       cache,
       name: 'cluster',
       interval: 50,
-      flush: async (batch) => {
-        for (const item of batch) {
-          await pool.query(
-            `INSERT INTO ${table} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2`,
-            [item.key, JSON.stringify(item.value)],
-          )
-        }
-      },
+      flush: (batch) => table.upsert(batch.map((item) => [item.key, JSON.stringify(item.value)] as const)),
     })
     t.teardown(() => writer.close())
     // Keys spread over many slots, so over every master.
     for (let i = 0; i < 40; i++) await writer.write(`item:${i}`, { i })
     t.same(await cache.get('item:39'), { i: 39 }, 'the last write is readable at once')
-    await waitFor(async () => (await pgRows(pool, table)).size === 40, { message: 'not all flushed' })
-    const rows = await pgRows(pool, table)
+    await waitFor(async () => (await table.rows()).size === 40, { message: 'not all flushed' })
+    const rows = await table.rows()
     t.equal(rows.get('item:7'), '{"i":7}', 'the database has every write')
     await waitFor(async () => (await writer.stats()).lag === 0, { message: 'never acknowledged' })
     t.equal((await writer.stats()).lag, 0, 'and nothing waits in the stream')

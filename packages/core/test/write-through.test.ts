@@ -2,15 +2,15 @@ import { type CacheOptions, createCache, LarderError } from '@larder/core'
 import { cleanupPrefix, sharedRedisUrl, startRedisServer, uniquePrefix, waitFor } from '@larder/test-support'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { pgPool, pgRows, pgTable } from './fixtures/databases.js'
+import { type TestTable, testDatabases } from './fixtures/databases.js'
 
 const redis = new Redis(sharedRedisUrl)
-const pool = pgPool()
+const databases = testDatabases()
 const prefixes: string[] = []
 t.teardown(async () => {
   for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
   await redis.quit()
-  await pool.end()
+  for (const db of databases) await db.close()
 })
 
 function prefix(name: string): string {
@@ -31,48 +31,114 @@ async function twoInstances(t: Test, options: CacheOptions) {
   return { a, b }
 }
 
-type Row = { name: string }
+type User = { name: string }
 
-t.test('PostgreSQL: the new value is in the database and read by another instance right after', async (t) => {
-  const { table, drop } = await pgTable(pool, 'wt_ok')
-  t.teardown(drop)
-  const { a, b } = await twoInstances(t, { redis: sharedRedisUrl, prefix: prefix('wt-ok') })
-  await a.set('user:1', { name: 'old' })
-  t.same(await b.get('user:1'), { name: 'old' }, 'instance B holds the old value in its L1')
+/** The persist step a user would write: the value as JSON under its key. */
+const save = (table: TestTable, key: string) => (user: User) => table.upsert([[key, JSON.stringify(user)]])
 
-  const cached = await a.writeThrough<Row>('user:1', { name: 'new' }, async (row) => {
-    await pool.query(`INSERT INTO ${table} (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = $2`, [
-      'user:1',
-      JSON.stringify(row),
-    ])
+for (const db of databases) {
+  t.test(db.name, async (t) => {
+    t.test('the new value is in the database and read by another instance right after', async (t) => {
+      const table = await db.table(t, 'wt_ok')
+      const { a, b } = await twoInstances(t, { redis: sharedRedisUrl, prefix: prefix('wt-ok') })
+      await a.set('user:1', { name: 'old' })
+      t.same(await b.get('user:1'), { name: 'old' }, 'instance B holds the old value in its L1')
+
+      const cached = await a.writeThrough<User>('user:1', { name: 'new' }, save(table, 'user:1'))
+      t.equal(cached, true, 'writeThrough reports the value cached')
+      t.same(
+        await b.get('user:1'),
+        { name: 'new' },
+        'instance B reads the new value at once (its L1 was told)',
+      )
+      t.same(await a.get('user:1'), { name: 'new' }, 'instance A too')
+      t.same((await table.rows()).get('user:1'), JSON.stringify({ name: 'new' }), 'the database has it')
+    })
+
+    t.test('the database write fails: the cache is untouched and the error reaches the caller', async (t) => {
+      const table = await db.table(t, 'wt_dbfail')
+      const p = prefix('wt-dbfail')
+      const { a, b } = await twoInstances(t, { redis: sharedRedisUrl, prefix: p })
+      await a.set('user:2', { name: 'old' })
+      await b.get('user:2')
+
+      // v is NOT NULL: the database refuses the row.
+      const failing = a.writeThrough<User>('user:2', { name: 'new' }, () => table.upsert([['user:2', null]]))
+      await t.rejects(
+        failing,
+        { code: db.notNull.code },
+        "the database's not-null violation reaches the caller",
+      )
+      t.same(await a.get('user:2'), { name: 'old' }, 'instance A still has the old value')
+      t.same(await b.get('user:2'), { name: 'old' }, 'instance B still has the old value')
+      t.match(await redis.hget(`${p}user:2`, 'v'), /old/, 'Redis still holds the old value')
+      t.equal((await table.rows()).size, 0, 'the database has nothing')
+    })
+
+    t.test(
+      'the cache write fails after the database write: the key is removed everywhere, logged and counted',
+      async (t) => {
+        const server = await startRedisServer()
+        t.teardown(() => server.close())
+        const table = await db.table(t, 'wt_cachefail')
+        const admin = new Redis(server.url)
+        t.teardown(() => admin.quit())
+        const errors: string[] = []
+        const logger = {
+          debug() {},
+          warn() {},
+          error: (_: object, msg?: string) => void errors.push(msg ?? ''),
+        }
+        const options: CacheOptions = {
+          redis: server.url,
+          prefix: 'wt:',
+          timeout: 100,
+          breaker: { threshold: 1000 },
+          logger,
+        }
+        const { a, b } = await twoInstances(t, options)
+        await a.set('user:3', { name: 'old' })
+        t.same(await b.get('user:3'), { name: 'old' }, 'instance B holds the old value')
+
+        const cached = await a.writeThrough<User>('user:3', { name: 'new' }, async (user) => {
+          await save(table, 'user:3')(user)
+          // Redis stops taking writes for longer than the cache's timeout: the cache write fails.
+          await admin.call('CLIENT', 'PAUSE', '500', 'WRITE')
+        })
+        t.equal(cached, false, 'writeThrough reports the value not cached')
+        t.same(
+          (await table.rows()).get('user:3'),
+          JSON.stringify({ name: 'new' }),
+          'the database has the value',
+        )
+        t.equal(a.stats().writeThroughFailures, 1, 'the failure is counted')
+        t.match(
+          errors.join('\n'),
+          /writeThrough stored the value in the database but not in the cache/,
+          'and logged',
+        )
+        // The paused write lands when Redis resumes; the delete queued behind it removes it.
+        await waitFor(async () => (await admin.exists('wt:user:3')) === 0, {
+          timeout: 4000,
+          message: 'key never removed',
+        })
+        await waitFor(async () => (await b.get('user:3')) === undefined, {
+          timeout: 4000,
+          message: 'B kept a value',
+        })
+        t.equal(await b.get('user:3'), undefined, 'no instance serves the old value: the key is gone from B')
+        t.equal(await a.get('user:3'), undefined, 'and from A')
+      },
+    )
   })
-  t.equal(cached, true, 'writeThrough reports the value cached')
-  t.same(await b.get('user:1'), { name: 'new' }, 'instance B reads the new value at once (its L1 was told)')
-  t.same(await a.get('user:1'), { name: 'new' }, 'instance A too')
-  t.same((await pgRows(pool, table)).get('user:1'), JSON.stringify({ name: 'new' }), 'the database has it')
-})
+}
 
-t.test('the database write fails: the cache is untouched and the error reaches the caller', async (t) => {
-  const { table, drop } = await pgTable(pool, 'wt_dbfail')
-  t.teardown(drop)
-  const p = prefix('wt-dbfail')
-  const { a, b } = await twoInstances(t, { redis: sharedRedisUrl, prefix: p })
-  await a.set('user:2', { name: 'old' })
-  await b.get('user:2')
-
-  // v is NOT NULL: PostgreSQL refuses the row.
-  const failing = a.writeThrough<Row | null>('user:2', { name: 'new' }, async () => {
-    await pool.query(`INSERT INTO ${table} (k, v) VALUES ($1, NULL)`, ['user:2'])
-  })
-  await t.rejects(failing, { code: '23502' }, "PostgreSQL's not-null violation reaches the caller")
-  t.same(await a.get('user:2'), { name: 'old' }, 'instance A still has the old value')
-  t.same(await b.get('user:2'), { name: 'old' }, 'instance B still has the old value')
-  t.match(await redis.hget(`${p}user:2`, 'v'), /old/, 'Redis still holds the old value')
-  t.equal((await pgRows(pool, table)).size, 0, 'the database has nothing')
-
+t.test('a value the cache cannot hold, or a persist that is not a function, is refused first', async (t) => {
+  const cache = createCache({ redis: sharedRedisUrl, prefix: prefix('wt-refused') })
+  t.teardown(() => cache.close())
   let persisted = false
   await t.rejects(
-    a.writeThrough(
+    cache.writeThrough(
       'user:2',
       () => {},
       () => {
@@ -84,64 +150,11 @@ t.test('the database write fails: the cache is untouched and the error reaches t
   )
   t.equal(persisted, false, 'persist never ran for it')
   await t.rejects(
-    a.writeThrough('user:2', 1, 'nope' as unknown as () => void),
+    cache.writeThrough('user:2', 1, 'nope' as unknown as () => void),
     { code: 'LARDER_INVALID_OPTION', message: /persist: expected a function/ },
     'persist must be a function',
   )
 })
-
-t.test(
-  'the cache write fails after the database write: the key is removed everywhere, logged and counted',
-  async (t) => {
-    const server = await startRedisServer()
-    t.teardown(() => server.close())
-    const { table, drop } = await pgTable(pool, 'wt_cachefail')
-    t.teardown(drop)
-    const admin = new Redis(server.url)
-    t.teardown(() => admin.quit())
-    const errors: string[] = []
-    const logger = { debug() {}, warn() {}, error: (_: object, msg?: string) => void errors.push(msg ?? '') }
-    const options: CacheOptions = {
-      redis: server.url,
-      prefix: 'wt:',
-      timeout: 100,
-      breaker: { threshold: 1000 },
-      logger,
-    }
-    const { a, b } = await twoInstances(t, options)
-    await a.set('user:3', { name: 'old' })
-    t.same(await b.get('user:3'), { name: 'old' }, 'instance B holds the old value')
-
-    const cached = await a.writeThrough<Row>('user:3', { name: 'new' }, async (row) => {
-      await pool.query(`INSERT INTO ${table} (k, v) VALUES ($1, $2)`, ['user:3', JSON.stringify(row)])
-      // Redis stops taking writes for longer than the cache's timeout: the cache write fails.
-      await admin.call('CLIENT', 'PAUSE', '500', 'WRITE')
-    })
-    t.equal(cached, false, 'writeThrough reports the value not cached')
-    t.same(
-      (await pgRows(pool, table)).get('user:3'),
-      JSON.stringify({ name: 'new' }),
-      'the database has the value',
-    )
-    t.equal(a.stats().writeThroughFailures, 1, 'the failure is counted')
-    t.match(
-      errors.join('\n'),
-      /writeThrough stored the value in the database but not in the cache/,
-      'and logged',
-    )
-    // The paused write lands when Redis resumes; the delete queued behind it removes it.
-    await waitFor(async () => (await admin.exists('wt:user:3')) === 0, {
-      timeout: 4000,
-      message: 'key never removed',
-    })
-    await waitFor(async () => (await b.get('user:3')) === undefined, {
-      timeout: 4000,
-      message: 'B kept a value',
-    })
-    t.equal(await b.get('user:3'), undefined, 'no instance serves the old value: the key is gone from B')
-    t.equal(await a.get('user:3'), undefined, 'and from A')
-  },
-)
 
 t.test('without Redis, writeThrough stores in L1 after the database write', async (t) => {
   const cache = createCache()

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { type Encoded, encode } from './codec.js'
 import { parseDuration } from './duration.js'
 import { type Entry, shouldRefreshEarly } from './entry.js'
@@ -8,6 +7,7 @@ import { type ResolvedCacheOptions, type ResolvedEntryOptions, resolveEntryOptio
 import type { Bus, BusMessage } from './redis/bus.js'
 import type { RedisTier, RemoteRead } from './redis/redis-tier.js'
 import type { StatsRecorder } from './stats.js'
+import { newToken } from './tokens.js'
 import type { EntryOptions, Loader, LoaderContext } from './types.js'
 
 interface ReadThroughDeps {
@@ -33,10 +33,6 @@ const UNVERIFIABLE = null
 
 /** How long a waiter sleeps between looks at a lock held elsewhere (it is also woken by the bus). */
 const WAIT_STEPS = [5, 10, 20, 40, 80, 160, 250]
-
-function newToken(): string {
-  return randomBytes(12).toString('base64url')
-}
 
 /**
  * The miss path: single-flight in the process, the distributed lock across processes, stale values

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import diagnostics from 'node:diagnostics_channel'
 import { type Encoded, encode } from './codec.js'
 import type { Entry } from './entry.js'
@@ -14,6 +13,7 @@ import type { Bus } from './redis/bus.js'
 import type { Connection } from './redis/connection.js'
 import type { RedisGuard } from './redis/guard.js'
 import type { RedisTier, WriteParams } from './redis/redis-tier.js'
+import { newToken } from './tokens.js'
 import type { EntryOptions } from './types.js'
 
 /** The database write of `writeThrough`: it receives the value and must throw when it did not persist it. */
@@ -123,7 +123,7 @@ export class WriteThrough {
             loadMs: 0,
             tagVersions,
             token: '',
-            nextToken: randomBytes(12).toString('base64url'),
+            nextToken: newToken(),
             busMessage: text,
           }
           return via === undefined ? l2.set(key, encoded, params) : via(key, encoded, params)

@@ -46,9 +46,12 @@ export class Bus {
   readonly #acks = new Map<number, AckWait>()
   #nextAck = 1
   #closed = false
+  /** How every message this process sends begins (see `encode` and `send`). */
+  readonly #ownPrefix: string
 
   constructor(options: BusOptions) {
     this.#options = options
+    this.#ownPrefix = `{"o":${JSON.stringify(options.origin)},`
     const subscriber = options.client.duplicate()
     this.#subscriber = subscriber
     let connected = false
@@ -83,6 +86,8 @@ export class Bus {
       if (wait !== undefined && ++wait.received >= wait.expected) wait.resolve()
       return
     }
+    // This process's own messages come back too; they are known by their first bytes, unparsed.
+    if (text.startsWith(this.#ownPrefix)) return
     let wire: WireMessage
     try {
       wire = JSON.parse(text) as WireMessage

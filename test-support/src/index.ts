@@ -3,5 +3,6 @@ export { type ChildProcessHandle, type RunNodeScriptOptions, runNodeScript } fro
 export { type RedisCluster, type RedisClusterOptions, startRedisCluster } from './redis-cluster.js'
 export { type RedisServer, type RedisServerOptions, startRedisServer } from './redis-server.js'
 export { sharedRedisUrl } from './redis-url.js'
+export { type SharedRedis, sharedRedis } from './shared-redis.js'
 export { uniquePrefix } from './unique-prefix.js'
 export { type WaitForOptions, waitFor } from './wait-for.js'

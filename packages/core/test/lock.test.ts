@@ -2,22 +2,10 @@ import diagnostics from 'node:diagnostics_channel'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Cache, type CacheOptions, createCache } from '@larder/core'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix, waitFor } from '@larder/test-support'
-import { Redis } from 'ioredis'
+import { sharedRedis, sharedRedisUrl, waitFor } from '@larder/test-support'
 import t, { type Test } from 'tap'
 
-const redis = new Redis(sharedRedisUrl)
-const prefixes: string[] = []
-t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
-})
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
+const { redis, prefix } = sharedRedis(t)
 
 /** One cache on its own Redis connection (as another process would have), closed at the end of `t`. */
 async function open(t: Test, p: string, options: CacheOptions = {}): Promise<Cache> {

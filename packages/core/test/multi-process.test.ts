@@ -1,28 +1,10 @@
 import { fileURLToPath } from 'node:url'
 import { type Cache, type CacheStats, createCache } from '@larder/core'
-import {
-  type ChildProcessHandle,
-  cleanupPrefix,
-  runNodeScript,
-  sharedRedisUrl,
-  uniquePrefix,
-} from '@larder/test-support'
-import { Redis } from 'ioredis'
+import { type ChildProcessHandle, runNodeScript, sharedRedis, sharedRedisUrl } from '@larder/test-support'
 import t, { type Test } from 'tap'
 
 const workerFile = fileURLToPath(new URL('./fixtures/cache-worker.ts', import.meta.url))
-const redis = new Redis(sharedRedisUrl)
-const prefixes: string[] = []
-t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
-})
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
+const { redis, prefix } = sharedRedis(t)
 
 /** A cache in another OS process, driven through a Redis list (the child has no stdin). */
 interface Worker {

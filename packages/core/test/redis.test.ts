@@ -1,21 +1,10 @@
 import { createCache } from '@larder/core'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix } from '@larder/test-support'
+import { sharedRedis, sharedRedisUrl } from '@larder/test-support'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { cacheConformance } from './conformance.js'
 
-const redis = new Redis(sharedRedisUrl)
-const prefixes: string[] = []
-t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
-})
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
+const { redis, prefix } = sharedRedis(t)
 
 // Redis only: every read goes to Redis.
 cacheConformance(t, async (options) => {

@@ -1,23 +1,12 @@
 import { type Cache, type CacheOptions, createCache, LarderError } from '@larder/core'
-import { cleanupPrefix, sharedRedisUrl, startRedisServer, uniquePrefix } from '@larder/test-support'
+import { sharedRedis, sharedRedisUrl, startRedisServer, uniquePrefix } from '@larder/test-support'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 
 // Tags: invalidation is race-safe, O(number of tags) whatever the number of entries, validated before
 // anything is touched, and never brings back an entry when a tag's version key disappears.
 
-const redis = new Redis(sharedRedisUrl)
-const prefixes: string[] = []
-t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
-})
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
+const { redis, prefix } = sharedRedis(t)
 
 function newCache(t: Test, options: CacheOptions): Cache {
   const cache = createCache(options)

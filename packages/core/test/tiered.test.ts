@@ -1,21 +1,10 @@
 import { createCache } from '@larder/core'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix } from '@larder/test-support'
+import { sharedRedis, sharedRedisUrl } from '@larder/test-support'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { cacheConformance } from './conformance.js'
 
-const redis = new Redis(sharedRedisUrl)
-const prefixes: string[] = []
-t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
-})
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
+const { prefix } = sharedRedis(t)
 
 // L1 in front of Redis, as most apps run it.
 cacheConformance(t, async (options) => {

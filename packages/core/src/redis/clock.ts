@@ -26,9 +26,14 @@ export class RedisClock {
     return this.#syncedAt !== Number.NEGATIVE_INFINITY
   }
 
+  /** Whether the offset should be measured again. */
+  get due(): boolean {
+    return Date.now() - this.#syncedAt >= RESYNC_MS
+  }
+
   /** Measures the offset when it is due; resolves once a measure has been taken (at once if recent). */
   sync(): Promise<void> {
-    if (Date.now() - this.#syncedAt < RESYNC_MS) return Promise.resolve()
+    if (!this.due) return Promise.resolve()
     if (this.#syncing !== undefined) return this.#syncing
     const sent = Date.now()
     this.#syncing = this.#time().then(

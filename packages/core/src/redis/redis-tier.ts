@@ -99,7 +99,7 @@ export class RedisTier {
       .run('get', () => this.#client.hmgetBuffer(this.#prefix + key, ...READ_FIELDS).catch(notAHash))
       .then((fields) => this.#fields(key, born, fields))
     if (this.#clock.synced) {
-      this.#clock.sync().catch(() => {})
+      if (this.#clock.due) this.#clock.sync().catch(() => {})
       return read
     }
     // The first read waits for the clock, measured in the same round trip.

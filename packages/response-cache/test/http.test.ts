@@ -4,6 +4,7 @@ import { cleanupPrefix, sharedRedisUrl, uniquePrefix, waitFor } from '@larder/te
 import Fastify, { type FastifyInstance, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
+import { storedEntries } from './helpers/entries.js'
 
 // The HTTP side of the route cache (issue 3, points 1-5 and 9): what a client sees, whether the handler
 // ran, and what landed in Redis.
@@ -39,15 +40,8 @@ async function app(t: Test, options: ResponseCacheOptions = {}): Promise<Fastify
 }
 
 /** Entry keys (not tag versions) stored in Redis under `prefix`, optionally for one route pattern. */
-async function entryKeys(p: string, route = ''): Promise<string[]> {
-  const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${p}res:${route}*`, 'COUNT', 1000)
-    cursor = next
-    found.push(...keys)
-  } while (cursor !== '0')
-  return found
+function entryKeys(p: string, route = ''): Promise<string[]> {
+  return storedEntries(redis, `${p}res:${route}*`)
 }
 
 type Verdict = 'HIT' | 'MISS' | 'STALE' | 'BYPASS'

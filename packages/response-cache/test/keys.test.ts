@@ -3,6 +3,7 @@ import { cleanupPrefix, sharedRedisUrl, uniquePrefix, waitFor } from '@larder/te
 import Fastify, { type FastifyInstance, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
+import { storedEntries } from './helpers/entries.js'
 
 // Cache keys (issue 3, point 6): what shares an entry and what does not, counted in Redis, and tags
 // built from the request that invalidate the right entries.
@@ -41,16 +42,9 @@ async function app(t: Test, name: string): Promise<App> {
   return { fastify, prefix, warnings }
 }
 
-/** Entry keys stored in Redis under `prefix` (tag versions excluded). */
-async function entryKeys(prefix: string): Promise<string[]> {
-  const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}res:*`, 'COUNT', 1000)
-    cursor = next
-    found.push(...keys)
-  } while (cursor !== '0')
-  return found.sort()
+/** Entry keys stored in Redis under `prefix`. */
+function entryKeys(prefix: string): Promise<string[]> {
+  return storedEntries(redis, `${prefix}res:*`)
 }
 
 /** Waits until Redis holds exactly `count` entries (the write follows the response), then returns them. */

@@ -5,6 +5,7 @@ import { cleanupPrefix, sharedRedisUrl, uniquePrefix, waitFor } from '@larder/te
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
+import { storedEntries } from './helpers/entries.js'
 
 // Registration (issue 3, "Registration"): options are checked at `register`, route configs when the
 // route is declared, the engine comes from the right place, onClose closes only what the plugin
@@ -40,15 +41,8 @@ async function app(t: Test, options: ResponseCacheOptions = {}): Promise<Fastify
   return fastify
 }
 
-async function entryKeys(p: string): Promise<string[]> {
-  const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${p}*`, 'COUNT', 1000)
-    cursor = next
-    found.push(...keys)
-  } while (cursor !== '0')
-  return found
+function entryKeys(p: string): Promise<string[]> {
+  return storedEntries(redis, `${p}*`)
 }
 
 /** The shared Redis URL with a client name, so CLIENT LIST shows whether those connections are open. */

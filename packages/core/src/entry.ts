@@ -1,3 +1,5 @@
+import type { ResolvedEntryOptions } from './options.js'
+
 /** A value as the tiers hold it in process memory; every time is on this process's clock (ms). */
 export interface Entry {
   value: unknown
@@ -31,4 +33,28 @@ export function lifetimeEnd(entry: Entry): number {
 /** XFetch: refresh early with a probability that rises as expiry nears and with the loader's cost. */
 export function shouldRefreshEarly(entry: Entry, now: number): boolean {
   return now - entry.loadMs * entry.earlyRefresh * Math.log(Math.random()) >= entry.freshUntil
+}
+
+/** The entry of a value written now (`at.now`, this process's clock) with `at.ttl` to live. */
+export function writtenEntry(
+  value: unknown,
+  options: ResolvedEntryOptions,
+  bytes: number,
+  at: { ttl: number; loadMs: number; born: number; now: number },
+): Entry {
+  const { ttl, now } = at
+  const negative = value === null || value === undefined
+  return {
+    value,
+    bytes,
+    createdAt: now,
+    freshUntil: now + ttl,
+    staleUntil: now + ttl + (negative ? 0 : options.staleWhileRevalidate),
+    errorUntil: now + ttl + (negative ? 0 : options.staleIfError),
+    loadMs: at.loadMs,
+    earlyRefresh: options.earlyRefresh,
+    tags: options.tags,
+    born: at.born,
+    tagsChecked: 0,
+  }
 }

@@ -1,6 +1,6 @@
 import { type Encoded, encode } from './codec.js'
 import { parseDuration } from './duration.js'
-import { type Entry, shouldRefreshEarly } from './entry.js'
+import { type Entry, shouldRefreshEarly, writtenEntry } from './entry.js'
 import { LarderError } from './errors.js'
 import type { MemoryTier } from './memory-tier.js'
 import { type ResolvedCacheOptions, type ResolvedEntryOptions, resolveEntryOptions } from './options.js'
@@ -309,20 +309,12 @@ export class ReadThrough {
     const { l1, l2 } = this.#deps
     const negative = value === null || value === undefined
     const ttl = negative ? options.negativeTtl : options.ttl
-    const now = Date.now()
-    const entry: Entry = {
-      value,
-      bytes: encoded.bytes,
-      createdAt: now,
-      freshUntil: now + ttl,
-      staleUntil: now + ttl + (negative ? 0 : options.staleWhileRevalidate),
-      errorUntil: now + ttl + (negative ? 0 : options.staleIfError),
+    const entry = writtenEntry(value, options, encoded.bytes, {
+      ttl,
       loadMs: write.loadMs,
-      earlyRefresh: options.earlyRefresh,
-      tags: options.tags,
       born: write.born,
-      tagsChecked: 0,
-    }
+      now: Date.now(),
+    })
     if (ttl === 0) {
       if (write.token !== '' && l2 !== undefined) l2.release(key, write.token).catch(() => {})
       return entry

@@ -5,20 +5,34 @@ import { hostname } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { Cluster, Redis } from 'ioredis'
 import type { Cache } from './cache.js'
-import { decode, encode } from './codec.js'
+import { decode, type Encoded, encode } from './codec.js'
 import { type Duration, optionalDuration } from './duration.js'
 import { LarderError } from './errors.js'
 import { cacheKey } from './keys.js'
-import { invalid, rejectUnknown, resolveEntryOptions } from './options.js'
+import { invalid, type ResolvedEntryOptions, rejectUnknown, resolveEntryOptions } from './options.js'
+import { newToken } from './tokens.js'
 import type { CacheValue, EntryOptions, Logger, RedisClient } from './types.js'
-import { type CacheWriter, cacheWriter, type RedisWrite } from './write-through.js'
+import { WriteBatch } from './write-behind-batch.js'
+import { type CacheWriter, cacheWriter, type RedisWrite, type StoreItem } from './write-through.js'
 
 /** One write handed to `flush`: the last value of `key` in the batch; `id` is unique per write. */
 export interface WriteBehindItem<T = CacheValue> {
   /** The stream entry id (`<ms>-<seq>`): a flush may run twice for it, so use it to stay idempotent. */
   id: string
+  /**
+   * The id as fixed-width text that sorts in the order the writes were made. Several processes flush
+   * in parallel, and a batch can be retried or claimed late, so an older write of a key can reach the
+   * database after a newer one: keep `order` in the row and update only when it is greater.
+   */
+  order: string
   key: string
   value: T
+}
+
+/** `<ms>-<seq>` as text that sorts like the ids: both parts zero-padded. */
+export function writeOrder(id: string): string {
+  const dash = id.indexOf('-')
+  return `${id.slice(0, dash).padStart(16, '0')}-${id.slice(dash + 1).padStart(10, '0')}`
 }
 
 export interface WriteBehindOptions<T = CacheValue> {
@@ -83,6 +97,11 @@ const OPTION_NAMES = new Set([
 ])
 const NAME_RE = /^[\w.:-]{1,100}$/
 const MAX_RETRY_DELAY = 5_000
+/**
+ * Most writes sent in one Redis call: the script runs them all before Redis serves anything else, and
+ * 128 take it about 1 ms (~7 µs each).
+ */
+const MAX_WRITE_BATCH = 128
 
 interface Resolved<T> {
   name: string
@@ -156,6 +175,8 @@ export function createWriteBehind<T = CacheValue>(options: WriteBehindOptions<T>
 
 type Batch<T> = Array<WriteBehindItem<T>>
 
+const NO_TAGS: readonly string[] = []
+
 /** Shared by both queues: collapse, flush with retries, dead-letter, counters. */
 abstract class Flusher<T> {
   readonly cache: Cache
@@ -182,24 +203,30 @@ abstract class Flusher<T> {
     this.logger = logger
   }
 
-  /** Validates and applies the cache write; `record` is the queue's write (inside the cache write for Redis). */
-  async write(key: string, value: T, options?: EntryOptions): Promise<void> {
-    if (this.closing)
-      throw new LarderError('LARDER_CLOSED', `write-behind ${this.options.name}: write after close()`)
-    const cacheOptions = this.cache.options
-    const entryOptions = resolveEntryOptions(options, cacheOptions.defaults)
-    const encoded = encode(value)
-    const k = cacheKey(key, cacheOptions.maxKeyLength)
-    await this.record(k, key, value, entryOptions, encoded)
-    this.counts.written++
+  /**
+   * Validates and applies the cache write; `record` is the queue's write (inside the cache write for
+   * Redis), and counts it once done. Not async: an invalid write still rejects rather than throws.
+   */
+  write(key: string, value: T, options?: EntryOptions): Promise<void> {
+    try {
+      if (this.closing)
+        throw new LarderError('LARDER_CLOSED', `write-behind ${this.options.name}: write after close()`)
+      const cacheOptions = this.cache.options
+      const entryOptions = resolveEntryOptions(options, cacheOptions.defaults)
+      const encoded = encode(value)
+      const k = cacheKey(key, cacheOptions.maxKeyLength)
+      return this.record(k, key, value, entryOptions, encoded)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   abstract record(
     k: string,
     key: string,
     value: T,
-    options: ReturnType<typeof resolveEntryOptions>,
-    encoded: ReturnType<typeof encode>,
+    options: ResolvedEntryOptions,
+    encoded: Encoded,
   ): Promise<void>
 
   /**
@@ -208,7 +235,8 @@ abstract class Flusher<T> {
    */
   async process(items: Batch<T>): Promise<boolean> {
     const last = new Map<string, WriteBehindItem<T>>()
-    for (const item of [...items].sort((a, b) => compareIds(a.id, b.id))) {
+    // Oldest first already: XREADGROUP and XAUTOCLAIM return writes in id order, the local queue too.
+    for (const item of items) {
       last.delete(item.key)
       last.set(item.key, item)
     }
@@ -295,11 +323,13 @@ class LocalWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     k: string,
     key: string,
     value: T,
-    options: ReturnType<typeof resolveEntryOptions>,
-    encoded: ReturnType<typeof encode>,
+    options: ResolvedEntryOptions,
+    encoded: Encoded,
   ): Promise<void> {
     await this.writer.writeThrough.store(k, key, value, options, encoded)
-    this.#queue.push({ id: `${Date.now()}-${this.#seq++}`, key, value })
+    const id = `${Date.now()}-${this.#seq++}`
+    this.#queue.push({ id, order: writeOrder(id), key, value })
+    this.counts.written++
     if (this.#queue.length >= this.options.batchSize) void this.#drain()
   }
 
@@ -328,10 +358,25 @@ class LocalWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
 
 type StreamEntry = [id: Buffer, fields: Buffer[]]
 
+const EMPTY: Buffer = Buffer.alloc(0)
+/** 'k', 'c', 'v': the fields of a stream entry (the key, the value's kind, the value). */
+const FIELD_K = 0x6b
+const FIELD_C = 0x63
+const FIELD_V = 0x76
+
 const luaSource = (file: string): string => readFileSync(new URL(file, import.meta.url), 'utf8')
 
 interface StreamCommands {
-  larderWriteBehind(entry: string, stream: string, ...args: Array<string | number | Buffer>): Promise<number>
+  larderWriteBehindBatch(
+    keyCount: number,
+    ...keysThenArgs: Array<string | number | Buffer>
+  ): Promise<number[]>
+  larderWriteBehindAck(stream: string, group: string, ...ids: string[]): Promise<number>
+}
+
+/** A write waiting in a batch: the cache write, and the key as the application named it (for the stream). */
+interface BatchItem extends StoreItem {
+  rawKey: string
 }
 
 /** The durable queue: a Redis Stream, a consumer group, a dead-letter stream. */
@@ -339,14 +384,18 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
   readonly #client: RedisClient & StreamCommands
   readonly #isCluster: boolean
   /** Blocking reads get their own connection so they never hold up cache traffic. */
-  readonly #reader: RedisClient
+  readonly #reader: RedisClient & StreamCommands
   readonly #stream: string
   readonly #dead: string
   readonly #ready: Promise<void>
   readonly #loop: Promise<void>
   #claimCursor = '0-0'
+  /** When the pending writes were last scanned to the end for ones to claim (performance.now()). */
+  #claimedAt = Number.NEGATIVE_INFINITY
   /** Entries whose value could not be decoded, by id, with the decoding error. */
   readonly #unreadable = new Map<string, unknown>()
+  /** Single Redis: the writes made close together, sent as one script call. */
+  readonly #batch: WriteBatch<BatchItem>
 
   constructor(
     cache: Cache,
@@ -357,15 +406,18 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     isCluster: boolean,
   ) {
     super(cache, writer, options, logger)
-    if (typeof (client as unknown as Record<string, unknown>).larderWriteBehind !== 'function') {
-      client.defineCommand('larderWriteBehind', {
-        lua: luaSource('./write-behind.lua') + luaSource('./redis/set.lua'),
-        numberOfKeys: 2,
+    if (typeof (client as unknown as Record<string, unknown>).larderWriteBehindBatch !== 'function') {
+      client.defineCommand('larderWriteBehindBatch', {
+        lua: luaSource('./write-behind.lua'),
       })
     }
     this.#client = client as RedisClient & StreamCommands
     this.#isCluster = isCluster
-    this.#reader = blockingDuplicate(client, options.interval + 5_000)
+    this.#reader = blockingDuplicate(client, options.interval + 5_000) as RedisClient & StreamCommands
+    this.#reader.defineCommand('larderWriteBehindAck', {
+      lua: luaSource('./write-behind-ack.lua'),
+      numberOfKeys: 1,
+    })
     this.#reader.on('error', () => {})
     // One hash slot for both streams.
     this.#stream = `${cache.options.prefix}{wb:${options.name}}`
@@ -377,59 +429,83 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
       },
     )
     this.#ready.catch(() => {})
+    this.#batch = new WriteBatch((items) => this.#storeBatch(items), MAX_WRITE_BATCH)
     this.#loop = this.#run()
   }
 
-  async record(
+  record(k: string, key: string, value: T, options: ResolvedEntryOptions, encoded: Encoded): Promise<void> {
+    const ttl = value === null || value === undefined ? options.negativeTtl : options.ttl
+    if (ttl === 0) return this.#recordUncached(key, encoded)
+    if (this.#isCluster) return this.#recordOne(k, key, value, options, encoded)
+    const writeThrough = this.writer.writeThrough
+    const item: BatchItem = {
+      key: k,
+      rawKey: key,
+      value,
+      options,
+      encoded,
+      ttl,
+      born: writeThrough.epoch,
+      tagVersions: NO_TAGS,
+    }
+    if (options.tags.length === 0) return this.#batch.add(item)
+    // The tags' versions now, so an invalidation of a tag while the write is on its way drops it.
+    return (this.writer.l2 as NonNullable<CacheWriter['l2']>).tagVersions(options.tags).then((versions) => {
+      item.tagVersions = versions
+      return this.#batch.add(item)
+    })
+  }
+
+  /** Not cached (a ttl of 0): recorded for the database, and the old cached value removed. */
+  async #recordUncached(key: string, encoded: Encoded): Promise<void> {
+    await this.#guarded('xadd', () =>
+      this.#client.xadd(this.#stream, '*', 'k', key, 'c', encoded.kind, 'v', encoded.payload),
+    )
+    await this.cache.delete(key)
+    this.counts.written++
+  }
+
+  /** Cluster: the entry and the stream are in different slots, so one write at a time, recorded first (nothing is lost). */
+  async #recordOne(
     k: string,
     key: string,
     value: T,
-    options: ReturnType<typeof resolveEntryOptions>,
-    encoded: ReturnType<typeof encode>,
+    options: ResolvedEntryOptions,
+    encoded: Encoded,
   ): Promise<void> {
-    const prefix = this.cache.options.prefix
-    const channel = this.writer.l2?.channel ?? ''
-    const negative = value === null || value === undefined
-    if ((negative ? options.negativeTtl : options.ttl) === 0) {
-      // Not cached: recorded for the database, and the old cached value removed.
+    const via: RedisWrite = async (entry, enc, params) => {
       await this.#guarded('xadd', () =>
-        this.#client.xadd(this.#stream, '*', 'k', key, 'c', encoded.kind, 'v', encoded.payload),
+        this.#client.xadd(this.#stream, '*', 'k', key, 'c', enc.kind, 'v', enc.payload),
       )
-      await this.cache.delete(key)
-      return
+      return (this.writer.l2 as NonNullable<CacheWriter['l2']>).set(entry, enc, params)
     }
-    const via: RedisWrite = this.#isCluster
-      ? async (entry, enc, params) => {
-          // The entry and the stream are in different slots: recorded first, so nothing is lost.
-          await this.#guarded('xadd', () =>
-            this.#client.xadd(this.#stream, '*', 'k', key, 'c', enc.kind, 'v', enc.payload),
-          )
-          return (this.writer.l2 as NonNullable<CacheWriter['l2']>).set(entry, enc, params)
-        }
-      : (entry, enc, params) => {
-          const o = params.options
-          const tags = params.tagVersions.length === 0 ? '' : formatTags(o.tags, params.tagVersions)
-          return this.#guarded('writeBehind', () =>
-            this.#client.larderWriteBehind(
-              prefix + entry,
-              this.#stream,
-              params.token,
-              enc.payload,
-              enc.kind,
-              params.ttl,
-              params.ttl === o.ttl ? o.staleWhileRevalidate : 0,
-              params.ttl === o.ttl ? o.staleIfError : 0,
-              params.loadMs,
-              o.earlyRefresh,
-              tags,
-              params.nextToken,
-              channel,
-              params.busMessage,
-              key,
-            ),
-          )
-        }
     await this.writer.writeThrough.store(k, key, value, options, encoded, via)
+    this.counts.written++
+  }
+
+  /** One batch: one script call writing and recording every write, one bus message, then L1. */
+  async #storeBatch(items: BatchItem[]): Promise<void> {
+    await this.writer.writeThrough.storeMany(items, this.#writeMany)
+    this.counts.written += items.length
+  }
+
+  /** Sends a batch as write-behind.lua's arguments (see the script). */
+  readonly #writeMany = (items: readonly BatchItem[], busMessage: string): Promise<number[]> => {
+    const prefix = this.cache.options.prefix
+    const args: Array<string | number | Buffer> = [items.length + 1, this.#stream]
+    for (const item of items) args.push(prefix + item.key)
+    // One token for the batch: it is never any loader's, which is all the fence needs.
+    args.push(this.writer.l2?.channel ?? '', busMessage, newToken(), prefix.length, 0)
+    const countAt = args.length - 1
+    const profiles: Profile[] = []
+    const profileOf: number[] = []
+    for (const item of items) profileOf.push(profileNumber(profiles, item, args))
+    args[countAt] = profiles.length
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i] as BatchItem
+      args.push(profileOf[i] as number, item.encoded.payload, item.rawKey === item.key ? '' : item.rawKey)
+    }
+    return this.#guarded('writeBehind', () => this.#client.larderWriteBehindBatch(...(args as [number])))
   }
 
   /** Through the cache's guard, so a Redis that is away fails the call in time instead of holding it. */
@@ -449,7 +525,7 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     }
     while (!this.closing) {
       try {
-        const claimed = await this.#claim()
+        const claimed = this.#claimDue() ? await this.#claim() : []
         const items = claimed.length > 0 ? claimed : await this.#read(true)
         if (items.length > 0) await this.#handle(items)
       } catch (error) {
@@ -461,6 +537,16 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
         await this.sleep(Math.min(this.options.interval, 1_000), true)
       }
     }
+  }
+
+  /**
+   * A scan in progress goes on; a finished one is started again after `interval` (or half of
+   * `claimIdle` if shorter), not before every read: a busy consumer reads many times a second.
+   */
+  #claimDue(): boolean {
+    if (this.#claimCursor !== '0-0') return true
+    const every = Math.min(this.options.interval, this.options.claimIdle / 2)
+    return performance.now() - this.#claimedAt >= every
   }
 
   /** Writes delivered to a consumer (perhaps a dead process) and unacknowledged for `claimIdle`. */
@@ -476,6 +562,7 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
       this.options.batchSize,
     )) as [Buffer, Array<StreamEntry | null>]
     this.#claimCursor = reply[0].toString()
+    if (this.#claimCursor === '0-0') this.#claimedAt = performance.now()
     return this.#items(reply[1])
   }
 
@@ -502,16 +589,25 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     const items: Batch<T> = []
     for (const entry of entries) {
       if (entry === null) continue
-      const fields = new Map<string, Buffer>()
-      for (let i = 0; i + 1 < entry[1].length; i += 2)
-        fields.set((entry[1][i] as Buffer).toString(), entry[1][i + 1] as Buffer)
+      // The fields 'k', 'c' and 'v' (the last of each wins), read without a Map or a string per name.
+      let key = EMPTY
+      let kind = EMPTY
+      let payload = EMPTY
+      const fields = entry[1]
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        const name = fields[i] as Buffer
+        if (name.length !== 1) continue
+        const value = fields[i + 1] as Buffer
+        if (name[0] === FIELD_K) key = value
+        else if (name[0] === FIELD_C) kind = value
+        else if (name[0] === FIELD_V) payload = value
+      }
       const id = entry[0].toString()
       try {
-        const value = decode(fields.get('c') ?? Buffer.alloc(0), fields.get('v') ?? Buffer.alloc(0)) as T
-        items.push({ id, key: (fields.get('k') ?? Buffer.alloc(0)).toString(), value })
+        items.push({ id, order: writeOrder(id), key: key.toString(), value: decode(kind, payload) as T })
       } catch (error) {
         // Unreadable: dead-lettered at once rather than handed to flush or retried forever.
-        items.push({ id, key: (fields.get('k') ?? Buffer.alloc(0)).toString(), value: undefined as T })
+        items.push({ id, order: writeOrder(id), key: key.toString(), value: undefined as T })
         this.#unreadable.set(id, error)
         this.logger.error(
           { err: error, writeBehind: this.options.name, id },
@@ -523,22 +619,22 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
   }
 
   async #handle(all: Batch<T>): Promise<void> {
-    const items = all.filter((item) => !this.#unreadable.has(item.id))
-    for (const item of all) {
-      const error = this.#unreadable.get(item.id)
-      if (error === undefined) continue
-      await this.deadLetter([item], error)
-      this.counts.deadLettered++
-      this.#unreadable.delete(item.id)
+    let items = all
+    if (this.#unreadable.size > 0) {
+      items = all.filter((item) => !this.#unreadable.has(item.id))
+      for (const item of all) {
+        const error = this.#unreadable.get(item.id)
+        if (error === undefined) continue
+        await this.deadLetter([item], error)
+        this.counts.deadLettered++
+        this.#unreadable.delete(item.id)
+      }
     }
     if (items.length > 0) await this.process(items)
-    // Flushed or dead-lettered: either way done with. Acknowledged and deleted, so the stream's length is the lag.
+    // Flushed or dead-lettered: either way done with. Acknowledged and taken off the stream
+    // (write-behind-ack.lua), so the stream's length stays the lag.
     const ids = all.map((item) => item.id)
-    await this.#reader
-      .multi()
-      .xack(this.#stream, this.options.name, ...ids)
-      .xdel(this.#stream, ...ids)
-      .exec()
+    await this.#reader.larderWriteBehindAck(this.#stream, this.options.name, ...ids)
   }
 
   async deadLetter(items: Batch<T>, error: unknown): Promise<void> {
@@ -573,6 +669,8 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     if (this.closing) return this.#loop
     this.closing = true
     this.wakeUp()
+    // Writes already made and not yet sent are recorded before the last reads.
+    await this.#batch.drain()
     await this.#loop
     // What is still waiting (written by this process or others) is flushed before close resolves.
     try {
@@ -599,15 +697,55 @@ function blockingDuplicate(client: RedisClient, commandTimeout: number): RedisCl
   return (client as Redis).duplicate({ commandTimeout })
 }
 
+/** What writes of a batch share in write-behind.lua: their options, kind and tags, sent once. */
+interface Profile {
+  options: ResolvedEntryOptions
+  kind: string
+  ttl: number
+  tags: string
+}
+
+/** Most profiles compared before a write gets a new one (a batch of writes that all differ stays linear). */
+const PROFILE_SEARCH = 8
+
+/** The 1-based number of the item's profile, its arguments pushed to `args` when it is new. */
+function profileNumber(profiles: Profile[], item: BatchItem, args: Array<string | number | Buffer>): number {
+  const o = item.options
+  const tags = item.tagVersions.length === 0 ? '' : formatTags(o.tags, item.tagVersions)
+  const kind = item.encoded.kind
+  const searched = Math.min(profiles.length, PROFILE_SEARCH)
+  for (let i = 0; i < searched; i++) {
+    const p = profiles[i] as Profile
+    if (p.kind !== kind || p.ttl !== item.ttl || p.tags !== tags) continue
+    const q = p.options
+    if (
+      q === o ||
+      (q.ttl === o.ttl &&
+        q.staleWhileRevalidate === o.staleWhileRevalidate &&
+        q.staleIfError === o.staleIfError &&
+        q.earlyRefresh === o.earlyRefresh)
+    ) {
+      return i + 1
+    }
+  }
+  profiles.push({ options: o, kind, ttl: item.ttl, tags })
+  // The stale windows apply to values, not to cached misses (negativeTtl), as in RedisTier.set.
+  const whole = item.ttl === o.ttl
+  args.push(
+    '',
+    kind,
+    item.ttl,
+    whole ? o.staleWhileRevalidate : 0,
+    whole ? o.staleIfError : 0,
+    0,
+    o.earlyRefresh,
+    tags,
+  )
+  return profiles.length
+}
+
 function formatTags(tags: readonly string[], versions: readonly string[]): string {
   let text = ''
   for (let i = 0; i < tags.length; i++) text += `${tags[i]}\n${versions[i]}\n`
   return text
-}
-
-/** Stream ids `<ms>-<seq>` in order. */
-function compareIds(a: string, b: string): number {
-  const [am = '0', as = '0'] = a.split('-')
-  const [bm = '0', bs = '0'] = b.split('-')
-  return Number(am) - Number(bm) || Number(as) - Number(bs)
 }

@@ -1,6 +1,6 @@
 import diagnostics from 'node:diagnostics_channel'
 import { type Encoded, encode } from './codec.js'
-import type { Entry } from './entry.js'
+import { writtenEntry } from './entry.js'
 import { cacheKey } from './keys.js'
 import type { MemoryTier } from './memory-tier.js'
 import {
@@ -45,6 +45,28 @@ export interface CacheWriter {
 
 /** How a write reaches Redis: `RedisTier.set`, or write-behind's script that also records it in a stream. */
 export type RedisWrite = (key: string, encoded: Encoded, params: WriteParams) => Promise<number>
+
+/** One write of a batch handed to `storeMany`, with what its cache write needs. */
+export interface StoreItem {
+  key: string
+  value: unknown
+  options: ResolvedEntryOptions
+  encoded: Encoded
+  /** `options.ttl`, or `options.negativeTtl` for null and undefined; never 0. */
+  ttl: number
+  /** L1's epoch when the write began (see `epoch`). */
+  born: number
+  tagVersions: readonly string[]
+}
+
+/**
+ * How a batch reaches Redis: one call that writes every item and publishes `busMessage` once. Resolves
+ * with how many subscribers got the message, then per item 1, or -1 when its write was dropped (fencing).
+ */
+export type RedisWriteMany<I extends StoreItem> = (
+  items: readonly I[],
+  busMessage: string,
+) => Promise<readonly number[]>
 
 /** Retries of the removal after a failed cache write, while Redis is unreachable (~10 s in all). */
 const REMOVE_RETRIES = [100, 200, 400, 800, 1_600, 2_000, 2_000, 2_000]
@@ -104,14 +126,13 @@ export class WriteThrough {
     via?: RedisWrite,
   ): Promise<void> {
     const { l1, l2, bus } = this.#deps
-    const negative = value === null || value === undefined
-    const ttl = negative ? options.negativeTtl : options.ttl
+    const ttl = value === null || value === undefined ? options.negativeTtl : options.ttl
     if (ttl === 0) {
       // Not cached at all (negativeTtl 0): the old value must go.
       await this.#deps.remove(rawKey)
       return
     }
-    const born = l1?.epoch ?? 0
+    const born = this.epoch
     if (l2 !== undefined && bus !== undefined) {
       const tagVersions = options.tags.length > 0 ? await l2.tagVersions(options.tags) : []
       await bus.send(
@@ -131,21 +152,44 @@ export class WriteThrough {
         (n) => l2.receivers(n),
       )
     }
-    const now = Date.now()
-    const entry: Entry = {
-      value,
-      bytes: encoded.bytes,
-      createdAt: now,
-      freshUntil: now + ttl,
-      staleUntil: now + ttl + (negative ? 0 : options.staleWhileRevalidate),
-      errorUntil: now + ttl + (negative ? 0 : options.staleIfError),
-      loadMs: 0,
-      earlyRefresh: options.earlyRefresh,
-      tags: options.tags,
-      born,
-      tagsChecked: 0,
+    l1?.set(key, writtenEntry(value, options, encoded.bytes, { ttl, loadMs: 0, born, now: Date.now() }))
+  }
+
+  /** L1's invalidation epoch now: a write that began at it is not put in L1 if the key was invalidated since. */
+  get epoch(): number {
+    return this.#deps.l1?.epoch ?? 0
+  }
+
+  /**
+   * `store` for many writes at once (none with ttl 0): one Redis call through `via` and one bus message
+   * naming every key, other processes' L1s told before it resolves; then each value in L1, in order.
+   * Rejects, with nothing put in L1, when the Redis call fails.
+   */
+  async storeMany<I extends StoreItem>(items: readonly I[], via: RedisWriteMany<I>): Promise<void> {
+    const { l1, l2, bus } = this.#deps
+    let reply: readonly number[] | undefined
+    if (l2 !== undefined && bus !== undefined) {
+      reply = await bus.send(
+        { type: 'keys', keys: distinctKeys(items) },
+        (text) => via(items, text),
+        (result) => l2.receivers(result[0] ?? 0),
+      )
     }
-    l1?.set(key, entry)
+    if (l1 === undefined) return
+    const now = Date.now()
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i] as I
+      if (reply?.[i + 1] === -1) continue
+      l1.set(
+        item.key,
+        writtenEntry(item.value, item.options, item.encoded.bytes, {
+          ttl: item.ttl,
+          loadMs: 0,
+          born: item.born,
+          now,
+        }),
+      )
+    }
   }
 
   /**
@@ -168,4 +212,11 @@ export class WriteThrough {
       setTimeout(() => void this.#remove(key, attempt + 1), delay).unref()
     }
   }
+}
+
+/** The keys of a batch, each once (a key written twice in it is dropped once). */
+function distinctKeys(items: readonly StoreItem[]): string[] {
+  const keys = new Set<string>()
+  for (const item of items) keys.add(item.key)
+  return [...keys]
 }

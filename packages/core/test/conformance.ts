@@ -204,13 +204,16 @@ export function cacheConformance(t: Test, make: MakeCache): void {
   t.test('a tag invalidated while its loader runs: that result is not served afterwards', async (t) => {
     const cache = await make()
     let version = 1
+    let started = (): void => {}
+    const running = new Promise<void>((resolve) => (started = resolve))
     const loader = counter(async () => {
       const v = version
+      started()
       await sleep(60)
       return v
     })
     const loading = cache.wrap('race', loader, { tags: ['race'] })
-    await sleep(20)
+    await running
     version = 2
     await cache.invalidateTags(['race'])
     t.equal(await loading, 1, 'the caller of the running load still gets its result')

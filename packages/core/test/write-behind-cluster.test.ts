@@ -2,7 +2,7 @@ import { createCache, createWriteBehind } from '@larder/core'
 import { startRedisCluster, uniquePrefix, waitFor } from '@larder/test-support'
 import { Cluster } from 'ioredis'
 import t from 'tap'
-import { postgres } from './fixtures/databases.js'
+import { flushInto, postgres } from './fixtures/databases.js'
 
 // On a Cluster the entry and the stream are in different slots: write-behind records first, then caches.
 
@@ -28,7 +28,7 @@ t.test(
       cache,
       name: 'cluster',
       interval: 50,
-      flush: (batch) => table.upsert(batch.map((item) => [item.key, JSON.stringify(item.value)] as const)),
+      flush: flushInto(table),
     })
     t.teardown(() => writer.close())
     // Keys spread over many slots, so over every master.

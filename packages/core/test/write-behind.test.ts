@@ -1,31 +1,18 @@
 import { fileURLToPath } from 'node:url'
 import { createCache, createWriteBehind, type WriteBehindItem } from '@larder/core'
-import { cleanupPrefix, runNodeScript, sharedRedisUrl, uniquePrefix, waitFor } from '@larder/test-support'
-import { Redis } from 'ioredis'
+import { runNodeScript, sharedRedis, sharedRedisUrl, waitFor } from '@larder/test-support'
 import t, { type Test } from 'tap'
-import { type TestTable, testDatabases } from './fixtures/databases.js'
+import { flushInto, testDatabases } from './fixtures/databases.js'
 
 const childFile = fileURLToPath(new URL('./fixtures/write-behind-child.ts', import.meta.url))
-const redis = new Redis(sharedRedisUrl)
+const { redis, prefix } = sharedRedis(t)
 const databases = testDatabases()
-const prefixes: string[] = []
 t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
   for (const db of databases) await db.close()
 })
 
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
-
-/** The flush a user would write: one statement (or transaction) per batch, idempotent by key. */
-function upsert(table: TestTable) {
-  return (batch: Array<WriteBehindItem>) =>
-    table.upsert(batch.map((item) => [item.key, JSON.stringify(item.value)] as const))
-}
+/** The flush a user would write: one statement (or transaction) per batch, idempotent, in write order. */
+const upsert = flushInto
 
 async function caches(t: Test, p: string, n: number) {
   const list = Array.from({ length: n }, () => createCache({ redis: sharedRedisUrl, prefix: p }))
@@ -307,6 +294,37 @@ t.test('a record that is not a write-behind entry is dead-lettered without reach
   )
   t.equal(calls, 0, 'flush never saw it')
 })
+
+t.test(
+  'each write carries an order that sorts as the writes were made, for an upsert to compare',
+  async (t) => {
+    const cache = createCache({ redis: sharedRedisUrl, prefix: prefix('wb-order') })
+    t.teardown(() => cache.close())
+    const seen: WriteBehindItem[] = []
+    const writer = createWriteBehind({
+      cache,
+      name: 'order',
+      batchSize: 500,
+      interval: 50,
+      flush: (batch) => void seen.push(...batch),
+    })
+    t.teardown(() => writer.close())
+    // Made together, the writes share a millisecond: their ids run …-0, …-1, …, …-39, which do not sort as text.
+    await Promise.all(Array.from({ length: 40 }, (_, i) => writer.write(`k${i}`, i)))
+    await waitFor(async () => seen.length === 40, { message: 'never flushed' })
+    const byWrite = [...seen].sort((a, b) => (a.value as number) - (b.value as number))
+    const byOrder = [...seen].sort((a, b) => (a.order < b.order ? -1 : 1))
+    t.same(
+      byOrder.map((item) => item.value),
+      byWrite.map((item) => item.value),
+      'sorting by order as text gives the writes in the order they were made',
+    )
+    t.ok(
+      byWrite.every((item, i) => i === 0 || (byWrite[i - 1] as WriteBehindItem).order < item.order),
+      'and every order is distinct',
+    )
+  },
+)
 
 t.test("idle consumers wait longer than the cache's Redis timeout without errors", async (t) => {
   const table = await databases[0]!.table(t, 'wb_idle')

@@ -1,23 +1,14 @@
 import { type CacheOptions, createCache, LarderError } from '@larder/core'
-import { cleanupPrefix, sharedRedisUrl, startRedisServer, uniquePrefix, waitFor } from '@larder/test-support'
+import { sharedRedis, sharedRedisUrl, startRedisServer, waitFor } from '@larder/test-support'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { type TestTable, testDatabases } from './fixtures/databases.js'
 
-const redis = new Redis(sharedRedisUrl)
+const { redis, prefix } = sharedRedis(t)
 const databases = testDatabases()
-const prefixes: string[] = []
 t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
   for (const db of databases) await db.close()
 })
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
 
 /** Two instances of one app: the same Redis and prefix, each with its own L1. */
 async function twoInstances(t: Test, options: CacheOptions) {

@@ -5,9 +5,7 @@ import type {
   FastifyInstance,
   FastifyReply,
   FastifyRequest,
-  onRequestAbortHookHandler,
   onRequestHookHandler,
-  onResponseHookHandler,
   onSendHookHandler,
 } from 'fastify'
 import { etagMatches, refusal, storableHeaders } from './http.js'
@@ -16,10 +14,8 @@ import type { CompiledRoute } from './route.js'
 import { decodeStored, encodeStored, type StoredResponse, strongEtag } from './stored-response.js'
 
 /** What a cached route decided for one request. */
-type State =
-  | { mode: 'served' }
-  | { mode: 'bypass'; reason: string }
-  | { mode: 'lead'; lead: Lead; tags: readonly string[]; done: boolean }
+type State = { mode: 'served' } | { mode: 'bypass'; reason: string } | LeadState
+type LeadState = { mode: 'lead'; lead: Lead; tags: readonly string[]; done: boolean }
 
 export const kState = Symbol('larder.responseCache')
 const SERVED: State = { mode: 'served' }
@@ -118,7 +114,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
       const tags = route.tags(request)
       const lead: Lead = { commit: refresh.commit, abort: refresh.abort, result: Promise.reject() }
       lead.result.catch(() => {})
-      req[kState] = { mode: 'lead', lead, tags, done: false }
+      hold(req, reply, lead, tags)
       return false
     }
     if (route.refusesCredentials(request.headers)) {
@@ -159,7 +155,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
         req[kState] = { mode: 'bypass', reason: 'head' }
         return false
       }
-      req[kState] = { mode: 'lead', lead: found.lead, tags, done: false }
+      hold(req, reply, found.lead, tags)
       return false
     }
     const stored = decodeStored(found.info.value)
@@ -220,7 +216,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     request: FastifyRequest,
     reply: FastifyReply,
     payload: unknown,
-    state: Extract<State, { mode: 'lead' }>,
+    state: LeadState,
   ): Promise<unknown> {
     try {
       return await finishLead(request, reply, payload, state)
@@ -235,7 +231,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     request: FastifyRequest,
     reply: FastifyReply,
     payload: unknown,
-    state: Extract<State, { mode: 'lead' }>,
+    state: LeadState,
   ): Promise<unknown> {
     const { lead } = state
     const why = refusal(reply, route.isPrivate)
@@ -291,25 +287,22 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     return stored.body
   }
 
-  /** Lets go of the lead if the response never reached onSend (aborted request, hijacked reply). */
-  const release = (request: FastifyRequest): void => {
-    const state = (request as WithState)[kState]
-    if (state?.mode === 'lead' && !state.done) {
-      state.done = true
-      state.lead.abort(new NotCacheable('no-response'))
-    }
-  }
-  // Synchronous, like onSend: no promise per response.
-  const onResponse: onResponseHookHandler = function larderCacheRelease(request, _reply, done) {
-    release(request)
-    done()
-  }
-  const onRequestAbort: onRequestAbortHookHandler = function larderCacheAbort(request, done) {
-    release(request)
-    done()
-  }
+  return { onRequest, onSend }
+}
 
-  return { onRequest, onSend, onResponse, onRequestAbort }
+/**
+ * Makes the request the lead, and lets go of the lead if its response never reaches onSend (aborted
+ * request, hijacked reply). A listener per lead rather than onResponse/onRequestAbort hooks, which
+ * would cost every hit two listeners and two hook runs.
+ */
+function hold(request: WithState, reply: FastifyReply, lead: Lead, tags: readonly string[]): void {
+  const state: LeadState = { mode: 'lead', lead, tags, done: false }
+  request[kState] = state
+  reply.raw.once('close', () => {
+    if (state.done) return
+    state.done = true
+    lead.abort(new NotCacheable('no-response'))
+  })
 }
 
 function bypass(reply: FastifyReply, lead: Lead, why: string, payload: unknown): unknown {

@@ -102,8 +102,6 @@ const responseCachePlugin: FastifyPluginAsync<ResponseCacheOptions> = async (fas
     const hooks = routeHooks(route, { fastify, cache, maxEntryBytes, refreshes })
     routeOptions.onRequest = addHooks(routeOptions.onRequest, hooks.onRequest)
     routeOptions.onSend = addHooks(routeOptions.onSend, hooks.onSend)
-    routeOptions.onResponse = addHooks(routeOptions.onResponse, hooks.onResponse)
-    routeOptions.onRequestAbort = addHooks(routeOptions.onRequestAbort, hooks.onRequestAbort)
   })
 }
 

@@ -169,10 +169,19 @@ function compileKey(
 function paramsPart(params: unknown): string {
   if (params === null || typeof params !== 'object') return ''
   let out = ''
-  for (const name of Object.keys(params)) {
-    out += `${name}=${encodeURIComponent(String((params as Record<string, unknown>)[name]))}/`
+  // for-in + hasOwn: Object.keys' order without its array.
+  for (const name in params) {
+    if (Object.hasOwn(params, name))
+      out += `${name}=${encode(String((params as Record<string, unknown>)[name]))}/`
   }
   return out
+}
+
+const URI_SAFE = /^[\w.~-]*$/
+
+/** `encodeURIComponent`, skipped for the usual id or slug that it would return unchanged. */
+function encode(text: string): string {
+  return URI_SAFE.test(text) ? text : encodeURIComponent(text)
 }
 
 function queryPart(query: unknown, allow: readonly string[] | undefined): string {

@@ -1,3 +1,5 @@
+// Imported: the global `Buffer` is a getter, called on every hit.
+import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
 
 /** A response as the cache keeps it: one Buffer (head as a JSON line, then the body bytes). */

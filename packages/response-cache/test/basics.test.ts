@@ -46,3 +46,34 @@ t.test('first GET is a MISS, the second a HIT served without the handler', async
     'Cache-Control tells downstream caches the TTL',
   )
 })
+
+t.test("a HIT still runs the app's onSend and onResponse hooks", async (t) => {
+  const fastify = await app(t)
+  const seen = { onSend: 0, onResponse: 0, routeOnResponse: 0 }
+  fastify.addHook('onSend', async (_request, reply, payload) => {
+    seen.onSend++
+    reply.header('x-app', 'stamped')
+    return payload
+  })
+  fastify.addHook('onResponse', async () => {
+    seen.onResponse++
+  })
+  let calls = 0
+  fastify.get(
+    '/stamped',
+    {
+      config: { cache: { ttl: '10m' } },
+      onResponse: async () => {
+        seen.routeOnResponse++
+      },
+    },
+    async () => ({ calls: ++calls }),
+  )
+  const miss = await fastify.inject('/stamped')
+  const hit = await fastify.inject('/stamped')
+  t.equal(miss.headers['x-cache'], 'MISS', 'first is a MISS')
+  t.equal(hit.headers['x-cache'], 'HIT', 'second is a HIT')
+  t.equal(calls, 1, 'the handler ran once')
+  t.equal(hit.headers['x-app'], 'stamped', "the HIT carries the app's onSend header")
+  t.same(seen, { onSend: 2, onResponse: 2, routeOnResponse: 2 }, 'every hook ran for both responses')
+})

@@ -1,3 +1,6 @@
+import { once } from 'node:events'
+import { request } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import responseCache from '@larder/response-cache'
 import { cleanupPrefix, sharedRedisUrl, uniquePrefix } from '@larder/test-support'
@@ -228,3 +231,78 @@ t.test(
     )
   },
 )
+
+/** `promise`, or a failure if it has not settled in 5 s: the requests it stands for hang. */
+function unlessHanging<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const hang = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} never got an answer`)), 5_000)
+  })
+  return Promise.race([promise, hang]).finally(() => clearTimeout(timer))
+}
+
+for (const tier of TIERS) {
+  t.test(`${tier.name}: a lead whose reply is hijacked leaves no one hanging`, async (t) => {
+    const fastify = await app(t, tier.redis ? { prefix: redisPrefix(t, 'hijack') } : undefined)
+    let calls = 0
+    fastify.get('/raw', { config: { cache: { ttl: '1m' } } }, async (_request, reply) => {
+      const call = ++calls
+      await sleep(20)
+      if (call > 1) return { call }
+      // Written past Fastify: its onSend hooks never see this response.
+      reply.hijack()
+      reply.raw.writeHead(200, { 'content-type': 'text/plain' })
+      reply.raw.end('written by hand')
+      return reply
+    })
+    await fastify.ready()
+
+    const responses = await unlessHanging(burst(fastify, '/raw', 10), 'the requests waiting on the lead')
+    t.same(
+      countBy(responses, (response) => response.statusCode),
+      { 200: 10 },
+      'every request got a 200',
+    )
+    t.equal(responses.filter((response) => response.body === 'written by hand').length, 1, 'the lead’s own')
+    t.equal(calls, 10, 'each waiter ran its own handler')
+    t.equal(countBy(responses, verdict).BYPASS, 9, 'the waiters say BYPASS')
+
+    const fresh = await fastify.inject('/raw')
+    t.equal(fresh.headers['x-cache'], 'MISS', 'a later request fills the cache')
+    t.equal((await fastify.inject('/raw')).headers['x-cache'], 'HIT', 'and the next one is a HIT')
+  })
+}
+
+t.test('a lead whose client goes away, and whose handler never answers, leaves no one hanging', async (t) => {
+  const fastify = await app(t, undefined)
+  let calls = 0
+  let leadStarted: () => void = () => {}
+  const started = new Promise<void>((resolve) => (leadStarted = resolve))
+  fastify.get('/stuck', { config: { cache: { ttl: '1m' } } }, async (_request, reply) => {
+    const call = ++calls
+    if (call > 1) return { call }
+    leadStarted()
+    await once(reply.raw, 'close')
+    // A handler stuck on something its client's departure never resolves.
+    return new Promise(() => {})
+  })
+  await fastify.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = fastify.server.address() as AddressInfo
+
+  const client = request({ host: '127.0.0.1', port, path: '/stuck' })
+  client.on('error', () => {})
+  client.end()
+  await started
+  const waiting = burst(fastify, '/stuck', 5)
+  await sleep(20)
+  client.destroy()
+
+  const responses = await unlessHanging(waiting, 'the requests waiting on the abandoned lead')
+  t.same(
+    countBy(responses, (response) => response.statusCode),
+    { 200: 5 },
+    'every waiter got a 200',
+  )
+  t.same(countBy(responses, verdict), { BYPASS: 5 }, 'from its own handler (BYPASS)')
+  t.equal(calls, 6, 'each waiter ran its own handler')
+})

@@ -100,6 +100,43 @@ t.test('the key is the route pattern, the params and the sorted query', async (t
   await expectEntries(t, prefix, 5, 'five distinct requests')
 })
 
+t.test('one path parameter: each value its own entry, with or without a query string', async (t) => {
+  const { fastify } = await app(t, 'keys-one-param')
+  let calls = 0
+  fastify.get('/items/:id', { config: { cache: { ttl: '10m' } } }, async (request) => ({
+    id: (request.params as { id: string }).id,
+    query: request.query,
+    call: ++calls,
+  }))
+  const get = async (url: string) => {
+    const response = await fastify.inject(url)
+    return { verdict: xCache(response), body: response.json() as { id: string; call: number } }
+  }
+
+  t.same(await get('/items/1'), { verdict: 'MISS', body: { id: '1', query: {}, call: 1 } }, '/items/1: MISS')
+  t.same(await get('/items/2'), { verdict: 'MISS', body: { id: '2', query: {}, call: 2 } }, '/items/2: MISS')
+  t.same(
+    await get('/items/1'),
+    { verdict: 'HIT', body: { id: '1', query: {}, call: 1 } },
+    '/items/1: its own HIT',
+  )
+  t.same(
+    await get('/items/2'),
+    { verdict: 'HIT', body: { id: '2', query: {}, call: 2 } },
+    '/items/2: its own HIT',
+  )
+  const withQuery = await get('/items/1?x=1')
+  t.same(withQuery, { verdict: 'MISS', body: { id: '1', query: { x: '1' }, call: 3 } }, '?x=1: another entry')
+  t.equal((await get('/items/1?x=1')).verdict, 'HIT', '?x=1 again: a HIT')
+  t.same(
+    await get('/items/1'),
+    { verdict: 'HIT', body: { id: '1', query: {}, call: 1 } },
+    '/items/1 unchanged',
+  )
+  t.equal((await get('/items/a%20b')).body.id, 'a b', 'an encoded value')
+  t.same((await get('/items/a%20b')).body, { id: 'a b', query: {}, call: 4 }, 'is a HIT of its own')
+})
+
 t.test('a query allowlist keeps cache-busting parameters out of the key', async (t) => {
   const { fastify, prefix } = await app(t, 'keys-allowlist')
   let calls = 0

@@ -1,7 +1,7 @@
 /**
  * The server side of scenario 6, run in a child process (`node --import tsx`) so that the load
  * generator in the parent does not share its event loop. One route flavour per process, chosen by
- * `BENCH_ROUTE`; the parent drives it over IPC:
+ * `BENCH_ROUTE`; the parent drives it over IPC (child-protocol.ts):
  *
  * - the child warms every key in-process (`inject`), listens on a free loopback port, sends `ready`;
  * - `start`: re-warms what can expire, then snapshots its CPU time and counters, answers `started`;
@@ -13,17 +13,16 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { responseCache } from '@larder/response-cache'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
+import { runChild, serveParent } from './child-protocol.js'
 import { type Product, product } from './value.js'
 
 export type RouteKind = 'object' | 'buffer' | 'l1' | 'redis' | 'query' | 'cache-aside' | 'redis-bytes'
 
-export type ToChild = { type: 'start' } | { type: 'stop' } | { type: 'close' }
-
-export type FromChild =
-  | { type: 'ready'; port: number }
-  | { type: 'started' }
-  | { type: 'stopped'; cpuMicros: number; wallMs: number; handlerCalls: number; queries: number }
-  | { type: 'failed'; message: string }
+/** What a route server adds to `stopped`: calls since `start`. */
+export interface RouteCounters {
+  handlerCalls: number
+  queries: number
+}
 
 /** The ids served, given by the parent (all with JSON of the same length). */
 const ids = (process.env.BENCH_IDS ?? '').split(',').filter((id) => id.length > 0)
@@ -150,58 +149,26 @@ async function warm(fastify: FastifyInstance, redis: Redis | undefined): Promise
 }
 
 async function main(): Promise<void> {
-  const send = (message: FromChild): void => {
-    process.send?.(message)
-  }
   const { fastify, redis } = await build()
   await warm(fastify, redis)
   let warmed = performance.now()
-  await fastify.listen({ host: '127.0.0.1', port: 0 })
-  const address = fastify.server.address()
-  if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  let cpu = process.cpuUsage()
-  let wall = performance.now()
   let calls = 0
   let queried = 0
-  process.on('message', (message: ToChild) => {
-    if (message.type === 'start') {
+  await serveParent<RouteCounters>(fastify, {
+    async beforeStart() {
       // Only the cache-aside keys can expire during the scenario (60 s; the rest have 1 h): written
       // again when they are 30 s old, so none expires during a run.
-      const stale = redis !== undefined && performance.now() - warmed > REWARM_MS
-      const ready = stale ? warm(fastify, redis) : Promise.resolve()
-      ready.then(
-        () => {
-          if (stale) warmed = performance.now()
-          cpu = process.cpuUsage()
-          wall = performance.now()
-          calls = handlerCalls
-          queried = queries
-          send({ type: 'started' })
-        },
-        (error: unknown) => send({ type: 'failed', message: String(error) }),
-      )
-    } else if (message.type === 'stop') {
-      const used = process.cpuUsage(cpu)
-      send({
-        type: 'stopped',
-        cpuMicros: used.user + used.system,
-        wallMs: performance.now() - wall,
-        handlerCalls: handlerCalls - calls,
-        queries: queries - queried,
-      })
-    } else if (message.type === 'close') {
-      fastify
-        .close()
-        .then(() => redis?.quit())
-        .finally(() => process.exit(0))
-    }
+      if (redis === undefined || performance.now() - warmed <= REWARM_MS) return
+      await warm(fastify, redis)
+      warmed = performance.now()
+    },
+    started() {
+      calls = handlerCalls
+      queried = queries
+    },
+    stopped: () => ({ handlerCalls: handlerCalls - calls, queries: queries - queried }),
+    close: async () => redis?.quit(),
   })
-  // The parent is gone (it failed, or was stopped): do not outlive it.
-  process.on('disconnect', () => process.exit(0))
-  send({ type: 'ready', port: address.port })
 }
 
-main().catch((error: unknown) => {
-  process.send?.({ type: 'failed', message: error instanceof Error ? error.stack : String(error) })
-  process.exit(1)
-})
+runChild(main)

@@ -3,7 +3,8 @@
  * the parent does not share its event loop. One limiter per process, chosen by `BENCH_LIMITER`; every
  * flavour serves the same route (`GET /hello` → `{"hello":"world"}`) with a limit no request reaches
  * (1e9 per minute), keyed by the client IP: every request comes from 127.0.0.1, so all of them share
- * one key (the worst case for contention, in Redis as in memory). The parent drives it over IPC:
+ * one key (the worst case for contention, in Redis as in memory). The parent drives it over IPC
+ * (child-protocol.ts):
  *
  * - the child checks one request in-process (`inject`: 200, and the limiter's header where it sets
  *   one), listens on a free loopback port, sends `ready`;
@@ -11,12 +12,12 @@
  *   wall time since `start`;
  * - `close`: closes Fastify (and Redis) and exits.
  */
-import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import fastifyRateLimit from '@fastify/rate-limit'
 import { rateLimit } from '@larder/rate-limit'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
+import { runChild, serveParent } from './child-protocol.js'
 
 export type LimiterKind =
   | 'bare'
@@ -26,13 +27,10 @@ export type LimiterKind =
   | 'larder-redis'
   | 'tutorial-zset'
 
-export type ToChild = { type: 'start' } | { type: 'stop' } | { type: 'close' }
-
-export type FromChild =
-  | { type: 'ready'; port: number }
-  | { type: 'started' }
-  | { type: 'stopped'; cpuMicros: number; wallMs: number; stats?: LarderStats }
-  | { type: 'failed'; message: string }
+/** What a limiter server adds to `stopped`: Larder's counters, where Larder is the limiter. */
+export interface LimiterCounters {
+  stats?: LarderStats
+}
 
 /** Larder's `fastify.rateLimitStats()` since registration: `fallbacks` > 0 would mean memory answered for Redis. */
 export interface LarderStats {
@@ -129,9 +127,6 @@ async function build(): Promise<{ fastify: FastifyInstance; redis?: Redis }> {
 }
 
 async function main(): Promise<void> {
-  const send = (message: FromChild): void => {
-    process.send?.(message)
-  }
   const { fastify, redis } = await build()
   const header = LIMITER_HEADER[kind]
   const response = await fastify.inject({ method: 'GET', url: '/hello', remoteAddress: '127.0.0.1' })
@@ -140,38 +135,15 @@ async function main(): Promise<void> {
       `${kind}: /hello answered ${response.statusCode}, ${header ?? 'no header'} ${response.headers[header ?? ''] ?? 'missing'}`,
     )
   }
-  await fastify.listen({ host: '127.0.0.1', port: 0 })
-  const address = fastify.server.address()
-  if (address === null || typeof address === 'string') throw new Error('no TCP address')
-  let cpu = process.cpuUsage()
-  let wall = performance.now()
-  process.on('message', (message: ToChild) => {
-    if (message.type === 'start') {
-      cpu = process.cpuUsage()
-      wall = performance.now()
-      send({ type: 'started' })
-    } else if (message.type === 'stop') {
-      const used = process.cpuUsage(cpu)
-      const stats = fastify.hasDecorator('rateLimitStats')
+  await serveParent<LimiterCounters>(fastify, {
+    stopped: () => ({
+      stats: fastify.hasDecorator('rateLimitStats')
         ? (fastify as unknown as { rateLimitStats(): LarderStats }).rateLimitStats()
-        : undefined
-      send({ type: 'stopped', cpuMicros: used.user + used.system, wallMs: performance.now() - wall, stats })
-    } else if (message.type === 'close') {
-      fastify
-        .close()
-        .then(() => redis?.quit())
-        .finally(() => process.exit(0))
-    }
+        : undefined,
+    }),
+    close: async () => redis?.quit(),
   })
-  // The parent is gone (it failed, or was stopped): do not outlive it.
-  process.on('disconnect', () => process.exit(0))
-  send({ type: 'ready', port: address.port })
 }
 
 // The scenario imports LIMITER_HEADER from here: serve only when forked as the server.
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main().catch((error: unknown) => {
-    process.send?.({ type: 'failed', message: error instanceof Error ? error.stack : String(error) })
-    process.exit(1)
-  })
-}
+if (process.argv[1] === fileURLToPath(import.meta.url)) runChild(main)

@@ -1,12 +1,21 @@
 import type { FastifyRequest } from 'fastify'
 
+let lastIp: string | undefined
+let lastKey = ''
+
 /**
  * The default key: the client's IP (`request.ip`, which follows Fastify's `trustProxy`). An IPv6
  * client is keyed by its /64: one subscriber usually gets a whole /64, so rotating addresses inside it
  * must not multiply the limit. IPv4-mapped IPv6 addresses count as the IPv4 address.
  */
 export function defaultKey(request: FastifyRequest): string {
-  return clientKey(request.ip)
+  const ip = request.ip
+  // Keep-alive connections repeat one address: parse it once.
+  if (ip !== lastIp) {
+    lastKey = clientKey(ip)
+    lastIp = ip
+  }
+  return lastKey
 }
 
 export function clientKey(ip: string): string {

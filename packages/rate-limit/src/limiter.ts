@@ -1,8 +1,9 @@
 import { LarderError } from '@larder/core'
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { type CompiledLimit, invalid } from './options.js'
 import { type HeaderMode, mostConstrained, sendRefusal, sendUnavailable, setHeaders } from './response.js'
 import { UNAVAILABLE } from './stores/failover-store.js'
+import { MemoryStore } from './stores/memory-store.js'
 import type { Decision, RateLimitStore } from './stores/store.js'
 import type { RateLimitOptions, RateLimitStats } from './types.js'
 
@@ -16,41 +17,46 @@ export interface LimiterContext {
   stats: RateLimitStats
 }
 
-/** The onRequest hook that applies `limits` (all of them; a request must fit in every one). */
-export function limitHook(
-  limits: readonly CompiledLimit[],
-  context: LimiterContext,
-): onRequestAsyncHookHandler {
+/** A callback-style onRequest/preHandler hook: no promise per request when the store answers at once. */
+export type LimitHook = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+
+/**
+ * The store key of `limit` for a request. Remembers the last client: consecutive requests from one
+ * client (keep-alive) reuse the same key string, whose hash V8 has already computed.
+ */
+function storeKey(limit: CompiledLimit): (request: FastifyRequest) => string {
+  let lastKey: string | undefined
+  let lastStoreKey = ''
+  return (request) => {
+    const key = limit.key(request)
+    // A key function that returns nothing must not lump every client into one count.
+    if (typeof key !== 'string') throw invalid('key', 'the function to return a string', key)
+    if (key === lastKey) return lastStoreKey
+    lastKey = key
+    lastStoreKey = `${limit.scope}|${key}`
+    return lastStoreKey
+  }
+}
+
+/** The hook that applies `limits` (all of them; a request must fit in every one). */
+export function limitHook(limits: readonly CompiledLimit[], context: LimiterContext): LimitHook {
   const policy = limits.map((limit) => limit.policy).join(', ')
-  const { store, stats } = context
-  const single = limits.length === 1 ? limits[0] : undefined
-  return async function rateLimit(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (context.skip !== undefined && (await context.skip(request))) return
-    if (context.allowListed(request)) return
-    const consume = (limit: CompiledLimit): Promise<Decision> => {
-      const key = limit.key(request)
-      // A key function that returns nothing must not lump every client into one count.
-      if (typeof key !== 'string') throw invalid('key', 'the function to return a string', key)
-      return store.consume(`${limit.scope}|${key}`, limit.spec, limit.cost(request))
-    }
-    let decisions: Decision[]
-    try {
-      // One limit (the usual case): no Promise.all and no array of promises per request.
-      decisions = single === undefined ? await Promise.all(limits.map(consume)) : [await consume(single)]
-    } catch (error) {
-      if (error instanceof LarderError && error.code === UNAVAILABLE) {
-        stats.unavailable++
-        await sendUnavailable(reply)
-        return
-      }
-      throw error
-    }
+  const { store, stats, skip, allowListed } = context
+  // The memory store decides synchronously: skip the promise and its microtasks.
+  const memory =
+    store instanceof MemoryStore && store.consume === MemoryStore.prototype.consume ? store : undefined
+  const keys = limits.map(storeKey)
+  const single = limits.length === 1 ? (limits[0] as CompiledLimit) : undefined
+  const singleKey = keys[0] as (request: FastifyRequest) => string
+
+  /** Headers, counters, and the 429 if refused; true when the reply was sent. */
+  function apply(request: FastifyRequest, reply: FastifyReply, decisions: readonly Decision[]): boolean {
     setHeaders(reply, context.headers, limits, policy, decisions)
     const refused = mostConstrained(decisions)
     const decision = decisions[refused] as Decision
     if (decision.allowed) {
       stats.allowed++
-      return
+      return false
     }
     stats.refused++
     const limit = limits[refused] as CompiledLimit
@@ -64,6 +70,104 @@ export function limitHook(
       window: limit.spec.window,
       retryAfter: Math.max(1, Math.ceil(retryAfterMs / 1000)),
     })
-    await sendRefusal(reply, limit, retryAfterMs)
+    sendRefusal(reply, limit, retryAfterMs)
+    return true
   }
+
+  /** `apply`, then continue the request unless the reply was sent. */
+  function finish(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    decisions: readonly Decision[],
+    done: HookHandlerDoneFunction,
+  ): void {
+    let sent: boolean
+    try {
+      sent = apply(request, reply, decisions)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (!sent) done()
+  }
+
+  function fail(reply: FastifyReply, error: unknown, done: HookHandlerDoneFunction): void {
+    if (error instanceof LarderError && error.code === UNAVAILABLE) {
+      stats.unavailable++
+      sendUnavailable(reply)
+    } else done(error as Error)
+  }
+
+  function limit(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    let decisions: Decision[] | undefined
+    let pending: Promise<Decision[]> | undefined
+    try {
+      if (allowListed(request)) {
+        done()
+        return
+      }
+      if (memory !== undefined) {
+        decisions =
+          single === undefined
+            ? limits.map((limit, i) =>
+                memory.consumeNow(
+                  (keys[i] as (r: FastifyRequest) => string)(request),
+                  limit.spec,
+                  limit.cost(request),
+                ),
+              )
+            : [memory.consumeNow(singleKey(request), single.spec, single.cost(request))]
+      } else if (single !== undefined) {
+        pending = store.consume(singleKey(request), single.spec, single.cost(request)).then(wrap)
+      } else {
+        pending = Promise.all(
+          limits.map((limit, i) =>
+            store.consume(
+              (keys[i] as (r: FastifyRequest) => string)(request),
+              limit.spec,
+              limit.cost(request),
+            ),
+          ),
+        )
+      }
+    } catch (error) {
+      fail(reply, error, done)
+      return
+    }
+    if (decisions !== undefined) finish(request, reply, decisions, done)
+    else
+      (pending as Promise<Decision[]>).then(
+        (result) => finish(request, reply, result, done),
+        (error: unknown) => fail(reply, error, done),
+      )
+  }
+
+  return function rateLimit(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    done: HookHandlerDoneFunction,
+  ): void {
+    if (skip === undefined) {
+      limit(request, reply, done)
+      return
+    }
+    let skipped: boolean | Promise<boolean>
+    try {
+      skipped = skip(request)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (typeof (skipped as Promise<boolean> | undefined)?.then === 'function') {
+      ;(skipped as Promise<boolean>).then(
+        (value) => (value ? done() : limit(request, reply, done)),
+        (error: unknown) => done(error as Error),
+      )
+    } else if (skipped) done()
+    else limit(request, reply, done)
+  }
+}
+
+function wrap(decision: Decision): Decision[] {
+  return [decision]
 }

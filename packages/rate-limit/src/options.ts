@@ -15,6 +15,8 @@ export interface CompiledLimit {
   cost(request: FastifyRequest): number
   /** This limit's item of the `RateLimit-Policy` header. */
   policy: string
+  /** The start of this limit's item of the `RateLimit` header, up to the remaining units. */
+  remainingPrefix: string
   hook: 'onRequest' | 'preHandler'
 }
 
@@ -165,6 +167,7 @@ export function compileLimit(
     key: merged.key ?? defaultKey,
     cost: compileCost(merged.cost, at('cost')),
     policy: `"${name}";q=${limit};w=${Math.ceil(window / 1000)}`,
+    remainingPrefix: `"${name}";r=`,
     hook: oneOf(merged.hook, ['onRequest', 'preHandler'], at('hook'), 'onRequest'),
   }
 }

@@ -1,15 +1,8 @@
 import { parseDuration, type RedisClient } from '@larder/core'
-import type {
-  FastifyInstance,
-  FastifyPluginAsync,
-  FastifyReply,
-  FastifyRequest,
-  preHandlerAsyncHookHandler,
-  RouteOptions,
-} from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, preHandlerHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
-import { type LimiterContext, limitHook } from './limiter.js'
+import { type LimiterContext, type LimitHook, limitHook } from './limiter.js'
 import { checkGlobalOptions, compileAllowList, compileLimit, invalid, listName } from './options.js'
 import { FailoverStore } from './stores/failover-store.js'
 import { MemoryStore } from './stores/memory-store.js'
@@ -123,10 +116,11 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (fastify, op
   // too: Fastify runs the instance's onRequest hooks for them. Routes with their own config.rateLimit
   // (a limit, a list or false) are left to their route-level hook.
   const globalHook = limitHook([global], context)
-  fastify.addHook(global.hook, async (request: FastifyRequest, reply: FastifyReply) => {
-    if (request.routeOptions.config.rateLimit !== undefined) return
-    return globalHook.call(fastify, request, reply)
-  })
+  const onGlobal: LimitHook = (request, reply, done) => {
+    if (request.routeOptions.config.rateLimit !== undefined) done()
+    else globalHook(request, reply, done)
+  }
+  fastify.addHook(global.hook as 'onRequest', onGlobal)
 
   fastify.addHook('onRoute', (route: RouteOptions) => {
     const config = route.config?.rateLimit
@@ -144,7 +138,7 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (fastify, op
     // One hook for all of a route's limits: preHandler if any of them needs the body.
     const hook = limitHook(limits, context)
     if (limits.some((limit) => limit.hook === 'preHandler')) {
-      route.preHandler = addHook(route.preHandler, hook as preHandlerAsyncHookHandler)
+      route.preHandler = addHook(route.preHandler, hook as preHandlerHookHandler)
     } else route.onRequest = addHook(route.onRequest, hook)
   })
 }

@@ -22,7 +22,8 @@ export function setHeaders(
     let value = ''
     for (let i = 0; i < limits.length; i++) {
       const decision = decisions[i] as Decision
-      value += `${i > 0 ? ', ' : ''}"${(limits[i] as CompiledLimit).name}";r=${decision.remaining};t=${seconds(decision.resetMs)}`
+      if (i > 0) value += ', '
+      value += `${(limits[i] as CompiledLimit).remainingPrefix}${decision.remaining};t=${seconds(decision.resetMs)}`
     }
     reply.header('ratelimit-policy', policy)
     reply.header('ratelimit', value)

@@ -23,8 +23,10 @@ for p = 1, tonumber(ARGV[5]) do
   local swr = tonumber(ARGV[a + 4])
   local sie = tonumber(ARGV[a + 5])
   profiles[p] = {
-    fence = ARGV[a + 1], kind = ARGV[a + 2], f = now + ttl, w = now + ttl + swr, x = now + ttl + sie,
-    d = ARGV[a + 6], r = ARGV[a + 7], t = ARGV[a + 8], life = ttl + math.max(swr, sie),
+    fence = ARGV[a + 1], kind = ARGV[a + 2], t = ARGV[a + 8], life = ttl + math.max(swr, sie),
+    -- The entry's 'm' field, as set.lua writes it.
+    m = ARGV[a + 2] .. string.format(',%d,%d,%d,%d,', now + ttl, now + ttl + swr, now + ttl + sie, now)
+      .. ARGV[a + 6] .. ',' .. ARGV[a + 7],
   }
   a = a + 8
 end
@@ -41,8 +43,7 @@ for i = 2, #KEYS do
     reply[i] = -1
   else
     redis.call('DEL', key)
-    redis.call('HSET', key, 'v', value, 'k', p.kind, 'f', p.f, 'w', p.w, 'x', p.x, 'c', now, 'd', p.d,
-      'r', p.r, 'fn', token)
+    redis.call('HSET', key, 'v', value, 'm', p.m, 'fn', token)
     if p.t ~= '' then redis.call('HSET', key, 't', p.t) end
     redis.call('PEXPIRE', key, p.life)
     reply[i] = 1

@@ -262,15 +262,16 @@ t.test('garbage in Redis is a miss: the loader runs and a proper entry replaces 
   const [seconds] = await admin.time()
   const now = Number(seconds) * 1000
   const future = String(now + 60_000)
-  const validFields = { k: 'j', f: future, w: future, x: future, c: String(now), d: '1', r: '0' }
+  const meta = (times: string) => `j,${times},${now},1,0`
 
   const plant: Array<[name: string, plant: (key: string) => Promise<unknown>]> = [
     ['a plain string', (key) => admin.set(key, '"looks like a value"')],
+    ['a hash with non-numeric times', (key) => admin.hset(key, { v: '"v"', m: meta('x,y,z') })],
+    ['a hash without its metadata', (key) => admin.hset(key, { v: '"v"' })],
     [
-      'a hash with non-numeric f/w/x',
-      (key) => admin.hset(key, { ...validFields, v: '"v"', f: 'x', w: 'y', x: 'z' }),
+      'a hash whose JSON value is invalid JSON',
+      (key) => admin.hset(key, { v: '{not json', m: meta(`${future},${future},${future}`) }),
     ],
-    ['a hash whose JSON value is invalid JSON', (key) => admin.hset(key, { ...validFields, v: '{not json' })],
   ]
   // Read by a plain HMGET (no tags declared) and by get.lua (tags declared).
   for (const tags of [[], ['g']]) {

@@ -20,7 +20,7 @@ t.test('values are stored binary-safe: a Buffer takes its own size in Redis', as
   const bytes = Buffer.alloc(4096, 0xff)
   await cache.set('blob', bytes)
   t.equal(await redis.hstrlen(`${p}blob`, 'v'), 4096, '4096 bytes stored as 4096 bytes (no base64)')
-  t.equal(await redis.hget(`${p}blob`, 'k'), 'b', 'recorded as bytes')
+  t.match(await redis.hget(`${p}blob`, 'm'), /^b,/, 'recorded as bytes')
 })
 
 t.test('over-long keys are hashed in Redis', async (t) => {

@@ -38,7 +38,9 @@ const NO_TAGS: string[] = []
 /** '0' */
 const ZERO = 0x30
 /** The fields of an entry hash that a read needs (see set.lua), in the order `#fields` expects them. */
-const READ_FIELDS = ['v', 'k', 'f', 'w', 'x', 'c', 'd', 'r', 't', 'lu']
+const READ_FIELDS = ['v', 'm', 't', 'lu']
+/** ',' */
+const COMMA = 0x2c
 type Fields = Array<Buffer | null>
 /** Read in place of the fields of a key that is not an entry hash (WRONGTYPE). */
 const NOT_A_HASH: Fields = []
@@ -52,7 +54,7 @@ interface Found {
   errorUntil: number
   createdAt: number
   loadMs: number
-  early: Buffer
+  earlyRefresh: number
   lockMs: number
   at: number
 }
@@ -110,6 +112,8 @@ export class RedisTier {
     const at = Date.now()
     if (reply[0] === 0) return { entry: undefined, lockMs: reply[1], at }
     const [, payload, kind, freshMs, staleMs, errorMs, ageMs, loadMs, early, tagText, lockMs] = reply
+    // Mostly "0", read without making a string of it.
+    const earlyRefresh = early.length === 1 && early[0] === ZERO ? 0 : Number(early.toString('latin1')) || 0
     const found: Found = {
       payload,
       kind,
@@ -118,7 +122,7 @@ export class RedisTier {
       errorUntil: at + errorMs,
       createdAt: at - ageMs,
       loadMs,
-      early,
+      earlyRefresh,
       lockMs,
       at,
     }
@@ -129,13 +133,7 @@ export class RedisTier {
   /** Judges an HMGET reply (see READ_FIELDS); anything that is not a whole entry is removed, a miss. */
   #fields(key: string, born: number, fields: Fields): RemoteRead | Promise<RemoteRead> {
     // Promise<Fields> resolves to a Fields; the `as` only names the positions.
-    const [payload, kind, fresh, stale, error, created, load, early, tagText, lockUntil] = fields as [
-      Buffer | null,
-      Buffer | null,
-      Buffer | null,
-      Buffer | null,
-      Buffer | null,
-      Buffer | null,
+    const [payload, meta, tagText, lockUntil] = fields as [
       Buffer | null,
       Buffer | null,
       Buffer | null,
@@ -146,27 +144,16 @@ export class RedisTier {
     const lockMs = lockUntil === null ? 0 : Math.max(0, toNumber(lockUntil) - offset - at) || 0
     if (fields === NOT_A_HASH) return this.#discard(key, at)
     if (payload === null) return { entry: undefined, lockMs, at }
-    const freshUntil = toNumber(fresh) - offset
-    const staleUntil = toNumber(stale) - offset
-    const errorUntil = toNumber(error) - offset
-    const createdAt = toNumber(created) - offset
-    const loadMs = toNumber(load)
-    if (
-      kind === null ||
-      early === null ||
-      Number.isNaN(freshUntil + staleUntil + errorUntil + createdAt + loadMs)
-    ) {
-      return this.#discard(key, at)
-    }
+    if (meta === null || !readMeta(meta)) return this.#discard(key, at)
     const found: Found = {
       payload,
-      kind,
-      freshUntil,
-      staleUntil,
-      errorUntil,
-      createdAt,
-      loadMs,
-      early,
+      kind: meta.subarray(0, 1),
+      freshUntil: META.fresh - offset,
+      staleUntil: META.stale - offset,
+      errorUntil: META.error - offset,
+      createdAt: META.created - offset,
+      loadMs: META.loadMs,
+      earlyRefresh: META.early,
       lockMs,
       at,
     }
@@ -197,7 +184,7 @@ export class RedisTier {
   }
 
   #entry(key: string, born: number, found: Found, tags: string[]): RemoteRead {
-    const { payload, kind, early } = found
+    const { payload, kind } = found
     let value: unknown
     try {
       value = decode(kind, payload)
@@ -219,8 +206,7 @@ export class RedisTier {
         staleUntil: found.staleUntil,
         errorUntil: found.errorUntil,
         loadMs: found.loadMs,
-        // Mostly "0", read without making a string of it.
-        earlyRefresh: early.length === 1 && early[0] === ZERO ? 0 : Number(early.toString('latin1')) || 0,
+        earlyRefresh: found.earlyRefresh,
         tags,
         born,
         tagsChecked: 0,
@@ -368,6 +354,43 @@ function parseTags(text: string): { tags: string[]; versions: string[] } {
     versions.push(parts[i + 1] as string)
   }
   return { tags, versions }
+}
+
+/** What `readMeta` read last: the times on Redis's clock, the loader's ms and the early-refresh beta. */
+const META = { fresh: 0, stale: 0, error: 0, created: 0, loadMs: 0, early: 0 }
+let metaAt = 0
+
+/**
+ * Reads an entry's 'm' field (`<kind>,<fresh>,<stale>,<error>,<created>,<loadMs>,<early>`, see
+ * set.lua) into META without making strings of the four times; false when it is not one.
+ */
+function readMeta(meta: Buffer): boolean {
+  if (meta.length < 2 || meta[1] !== COMMA) return false
+  metaAt = 2
+  META.fresh = readTime(meta)
+  META.stale = readTime(meta)
+  META.error = readTime(meta)
+  META.created = readTime(meta)
+  const comma = meta.indexOf(COMMA, metaAt)
+  if (comma < 0) return false
+  META.loadMs = Number(meta.toString('latin1', metaAt, comma))
+  META.early =
+    comma + 2 === meta.length && meta[comma + 1] === ZERO ? 0 : Number(meta.toString('latin1', comma + 1))
+  return !Number.isNaN(META.fresh + META.stale + META.error + META.created + META.loadMs + META.early)
+}
+
+/** The decimal digits at `metaAt` up to a comma, which is passed; NaN when there are none or no comma. */
+function readTime(meta: Buffer): number {
+  let value = 0
+  const start = metaAt
+  let byte = meta[metaAt]
+  while (byte !== undefined && byte >= ZERO && byte <= ZERO + 9) {
+    value = value * 10 + (byte - ZERO)
+    byte = meta[++metaAt]
+  }
+  if (metaAt === start || byte !== COMMA) return Number.NaN
+  metaAt++
+  return value
 }
 
 /** A decimal number held as bytes; NaN for null or anything else. */

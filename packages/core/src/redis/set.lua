@@ -15,8 +15,9 @@ local ttl = tonumber(ARGV[4])
 local swr = tonumber(ARGV[5])
 local sie = tonumber(ARGV[6])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'k', ARGV[3], 'f', now + ttl, 'w', now + ttl + swr,
-  'x', now + ttl + sie, 'c', now, 'd', ARGV[7], 'r', ARGV[8], 'fn', ARGV[10])
+-- m: kind, fresh/stale/error deadlines and creation on Redis's clock, loader ms, early-refresh beta.
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'm', ARGV[3] .. string.format(',%d,%d,%d,%d,', now + ttl,
+  now + ttl + swr, now + ttl + sie, now) .. ARGV[7] .. ',' .. ARGV[8], 'fn', ARGV[10])
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 't', ARGV[9]) end
 redis.call('PEXPIRE', KEYS[1], ttl + math.max(swr, sie))
 if ARGV[11] == '' then return 0 end

@@ -688,13 +688,15 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
  * (Larder's own clients have `4 × timeout`) would fail every idle read.
  */
 function blockingDuplicate(client: RedisClient, commandTimeout: number): RedisClient {
+  // ioredis's auto-pipelining mangles XREADGROUP ("unknown command 'GROUP'"): off for the reader.
   if (client.isCluster) {
     const cluster = client as Cluster
     return cluster.duplicate([], {
+      enableAutoPipelining: false,
       redisOptions: { ...cluster.options.redisOptions, commandTimeout },
     })
   }
-  return (client as Redis).duplicate({ commandTimeout })
+  return (client as Redis).duplicate({ commandTimeout, enableAutoPipelining: false })
 }
 
 /** What writes of a batch share in write-behind.lua: their options, kind and tags, sent once. */

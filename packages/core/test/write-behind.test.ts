@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { createCache, createWriteBehind, type WriteBehindItem } from '@larder/core'
 import { runNodeScript, sharedRedis, sharedRedisUrl, waitFor } from '@larder/test-support'
+import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { flushInto, testDatabases } from './fixtures/databases.js'
 
@@ -325,6 +326,25 @@ t.test(
     )
   },
 )
+
+t.test('a handed client with auto-pipelining on: writes still reach flush', async (t) => {
+  const client = new Redis(sharedRedisUrl, { enableAutoPipelining: true })
+  t.teardown(() => client.quit())
+  const cache = createCache({ redis: client, prefix: prefix('wb-autopipe') })
+  t.teardown(() => cache.close())
+  const seen: string[] = []
+  const writer = createWriteBehind({
+    cache,
+    name: 'autopipe',
+    interval: 50,
+    flush: (batch) => void seen.push(...batch.map((item) => item.key)),
+  })
+  t.teardown(() => writer.close())
+  await Promise.all(['a', 'b', 'c'].map((key) => writer.write(key, key)))
+  await waitFor(async () => seen.length === 3, { message: 'never flushed' })
+  t.same(seen.sort(), ['a', 'b', 'c'], 'every write reached flush')
+  t.equal(await cache.get('b'), 'b', 'and is cached')
+})
 
 t.test("idle consumers wait longer than the cache's Redis timeout without errors", async (t) => {
   const table = await databases[0]!.table(t, 'wb_idle')

@@ -1,20 +1,8 @@
 import { createCache, type WarmEntry } from '@larder/core'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix } from '@larder/test-support'
-import { Redis } from 'ioredis'
+import { sharedRedis, sharedRedisUrl } from '@larder/test-support'
 import t from 'tap'
 
-const redis = new Redis(sharedRedisUrl)
-const prefixes: string[] = []
-t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
-})
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
+const { prefix } = sharedRedis(t)
 
 t.test(
   'after warm, every listed key is a hit and each loader ran once, never more than `concurrency` at once',

@@ -3,7 +3,6 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import { type CompiledLimit, invalid } from './options.js'
 import { type HeaderMode, mostConstrained, sendRefusal, sendUnavailable, setHeaders } from './response.js'
 import { UNAVAILABLE } from './stores/failover-store.js'
-import { MemoryStore } from './stores/memory-store.js'
 import type { Decision, RateLimitStore } from './stores/store.js'
 import type { RateLimitOptions, RateLimitStats } from './types.js'
 
@@ -42,9 +41,8 @@ function storeKey(limit: CompiledLimit): (request: FastifyRequest) => string {
 export function limitHook(limits: readonly CompiledLimit[], context: LimiterContext): LimitHook {
   const policy = limits.map((limit) => limit.policy).join(', ')
   const { store, stats, skip, allowListed } = context
-  // The memory store decides synchronously: skip the promise and its microtasks.
-  const memory =
-    store instanceof MemoryStore && store.consume === MemoryStore.prototype.consume ? store : undefined
+  // A store that decides synchronously (the memory store): no promise, no microtask per request.
+  const memory = store.consumeNow === undefined ? undefined : (store as Required<RateLimitStore>)
   const keys = limits.map(storeKey)
   const single = limits.length === 1 ? (limits[0] as CompiledLimit) : undefined
   const singleKey = keys[0] as (request: FastifyRequest) => string

@@ -1,18 +1,14 @@
 import rateLimit, { clientKey } from '@larder/rate-limit'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix } from '@larder/test-support'
+import { sharedRedis } from '@larder/test-support'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 
 // Issue 5, points 5 and 8: X-Forwarded-For counts only when trusted; IPv6 clients are keyed by their
 // /64; requests to unknown routes (404) are limited too.
 
-const client = new Redis(sharedRedisUrl)
-const prefix = uniquePrefix('rate-keys')
-t.teardown(async () => {
-  await cleanupPrefix(client, prefix)
-  client.disconnect()
-})
+const shared = sharedRedis(t)
+const client = shared.redis
+const prefix = shared.prefix('rate-keys')
 
 let apps = 0
 async function app(t: Test, server: FastifyServerOptions = {}): Promise<FastifyInstance> {

@@ -1,20 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import rateLimit, { type RateLimitOptions } from '@larder/rate-limit'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix } from '@larder/test-support'
+import { sharedRedis } from '@larder/test-support'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { attempt, redisNow, untilPhase } from './helpers.js'
 
 // Issue 5, points 1 and 2, through the plugin on real Redis: refusals with every header right, the rate
 // after the window slides, and no double burst at a window edge.
 
-const client = new Redis(sharedRedisUrl)
-const prefix = uniquePrefix('rate-limits')
-t.teardown(async () => {
-  await cleanupPrefix(client, prefix)
-  client.disconnect()
-})
+const shared = sharedRedis(t)
+const client = shared.redis
+const prefix = shared.prefix('rate-limits')
 
 let apps = 0
 async function app(t: Test, options: RateLimitOptions): Promise<FastifyInstance> {

@@ -1,18 +1,14 @@
 import rateLimit, { type ExceededInfo, type RateLimitOptions } from '@larder/rate-limit'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix } from '@larder/test-support'
+import { sharedRedis } from '@larder/test-support'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
-import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 
 // Issue 5, point 4: per-route override, several limits on one route, `false` exemption, `skip`,
 // `allowList`, `cost` — on real Redis.
 
-const client = new Redis(sharedRedisUrl)
-const prefix = uniquePrefix('rate-routes')
-t.teardown(async () => {
-  await cleanupPrefix(client, prefix)
-  client.disconnect()
-})
+const shared = sharedRedis(t)
+const client = shared.redis
+const prefix = shared.prefix('rate-routes')
 
 let apps = 0
 async function app(t: Test, options: RateLimitOptions, routes: (fastify: FastifyInstance) => void) {

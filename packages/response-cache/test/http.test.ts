@@ -1,26 +1,14 @@
 import { Readable } from 'node:stream'
 import responseCache, { type ResponseCacheOptions } from '@larder/response-cache'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix, waitFor } from '@larder/test-support'
+import { sharedRedis, sharedRedisUrl, waitFor } from '@larder/test-support'
 import Fastify, { type FastifyInstance, type FastifyRequest, type LightMyRequestResponse } from 'fastify'
-import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { storedEntries } from './helpers/entries.js'
 
 // The HTTP side of the route cache (issue 3, points 1-5 and 9): what a client sees, whether the handler
 // ran, and what landed in Redis.
 
-const redis = new Redis(sharedRedisUrl)
-const prefixes: string[] = []
-t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
-})
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
+const { redis, prefix } = sharedRedis(t)
 
 type Mode = 'L1 only' | 'L1 + Redis' | 'Redis only (l1: false)'
 const MODES: readonly Mode[] = ['L1 only', 'L1 + Redis', 'Redis only (l1: false)']

@@ -1,7 +1,7 @@
 import fastifyRedis from '@fastify/redis'
 import { Cache, createCache } from '@larder/core'
 import responseCache, { type ResponseCacheOptions } from '@larder/response-cache'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix, waitFor } from '@larder/test-support'
+import { sharedRedis, sharedRedisUrl, waitFor } from '@larder/test-support'
 import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
@@ -11,18 +11,7 @@ import { storedEntries } from './helpers/entries.js'
 // route is declared, the engine comes from the right place, onClose closes only what the plugin
 // opened, routes without config.cache are left alone and fastify.cache is the engine.
 
-const redis = new Redis(sharedRedisUrl)
-const prefixes: string[] = []
-t.teardown(async () => {
-  for (const prefix of prefixes) await cleanupPrefix(redis, prefix)
-  await redis.quit()
-})
-
-function prefix(name: string): string {
-  const p = uniquePrefix(name)
-  prefixes.push(p)
-  return p
-}
+const { redis, prefix } = sharedRedis(t)
 
 /** Options as a user might mistype them: the plugin must catch at runtime what types would not. */
 function loose(options: Record<string, unknown>): ResponseCacheOptions {

@@ -5,7 +5,7 @@ import type { SessionStoreOptions, UserSessionStore } from '@larder/session-stor
 import { waitFor } from '@larder/test-support'
 import type { Session } from 'fastify'
 import type { Test } from 'tap'
-import { cookieOf, login, sessionApp, sessionIdOf, whoAmI } from './helpers/app.js'
+import { cookieOf, login, sessionApp, sessionIdOf, slowSessionApp, whoAmI } from './helpers/app.js'
 
 export type MakeStore = (t: Test, options?: SessionStoreOptions) => Promise<UserSessionStore>
 
@@ -175,16 +175,7 @@ export function sessionStoreConformance(t: Test, make: MakeStore): void {
 
   t.test('a logout is not undone by a slow request saving afterwards (issue point 8)', async (t) => {
     const store = await make(t)
-    let release = () => {}
-    let started = () => {}
-    const inside = new Promise<void>((resolve) => (started = resolve))
-    const app = await sessionApp(t, store, {
-      maxAge: 60_000,
-      slow: () => {
-        started()
-        return new Promise<void>((resolve) => (release = resolve))
-      },
-    })
+    const { app, inside, release } = await slowSessionApp(t, store)
     const cookie = await login(app, 'heidi')
     const slow = app.inject({ method: 'POST', url: '/slow', cookies: { sid: cookie } })
     await inside

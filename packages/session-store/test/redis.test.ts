@@ -1,16 +1,12 @@
 import { RedisSessionStore } from '@larder/session-store'
-import { cleanupPrefix, sharedRedisUrl, uniquePrefix } from '@larder/test-support'
-import { Redis } from 'ioredis'
+import { sharedRedis } from '@larder/test-support'
 import t from 'tap'
 import { sessionStoreConformance } from './conformance.js'
 
 const quiet = { debug: () => {}, warn: () => {}, error: () => {} }
-const client = new Redis(sharedRedisUrl)
-const prefix = uniquePrefix('session-conformance')
-t.teardown(async () => {
-  await cleanupPrefix(client, prefix)
-  client.disconnect()
-})
+const shared = sharedRedis(t)
+const client = shared.redis
+const prefix = shared.prefix('session-conformance')
 
 let n = 0
 sessionStoreConformance(

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { waitFor } from '@larder/test-support'
 import t from 'tap'
-import { cookieOf, login, sessionApp, sessionIdOf, whoAmI } from './helpers/app.js'
+import { cookieOf, login, sessionApp, sessionIdOf, slowSessionApp, whoAmI } from './helpers/app.js'
 import { keyOf, recordingLogger, sharedStore } from './helpers/redis.js'
 
 // Issue 6, what Redis holds: points 1, 2, 3, 4, 5 and 8 asserted on the keys themselves.
@@ -164,16 +164,7 @@ t.test(
   'point 8: a request that loaded the session before logout cannot save it back into Redis',
   async (t) => {
     const { store, redis, prefix } = sharedStore(t, 'session-sticky')
-    let release = () => {}
-    let started = () => {}
-    const inside = new Promise<void>((resolve) => (started = resolve))
-    const app = await sessionApp(t, store, {
-      maxAge: 60_000,
-      slow: () => {
-        started()
-        return new Promise<void>((resolve) => (release = resolve))
-      },
-    })
+    const { app, inside, release } = await slowSessionApp(t, store)
     const cookie = await login(app, 'judy')
     const key = keyOf(prefix, sessionIdOf(cookie))
     const slow = app.inject({ method: 'POST', url: '/slow', cookies: { sid: cookie } })

@@ -29,6 +29,11 @@ export interface RateLimitStore {
    * A refused request is not counted. `key` already includes the limit's scope.
    */
   consume(key: string, spec: LimitSpec, cost: number): Promise<Decision>
+  /**
+   * `consume` answered at once, for a store that decides without I/O (the memory store): the plugin
+   * then spends no promise on the request. Must behave exactly as `consume`.
+   */
+  consumeNow?(key: string, spec: LimitSpec, cost: number): Decision
   /** Releases what the store opened (timers, connections it created). */
   close(): Promise<void>
 }

@@ -101,3 +101,24 @@ export async function whoAmI(app: FastifyInstance, cookie: string): Promise<stri
   if (response.statusCode !== 200) throw new Error(`/me failed: ${response.statusCode} ${response.body}`)
   return (response.json() as { user: string | null }).user
 }
+
+/**
+ * The session app with a POST /slow that holds its request, after the session was loaded, until
+ * `release()`; `inside` resolves once a request is held there.
+ */
+export async function slowSessionApp(
+  t: Test,
+  store: SessionStore,
+): Promise<{ app: FastifyInstance; inside: Promise<void>; release: () => void }> {
+  let release = () => {}
+  let started = () => {}
+  const inside = new Promise<void>((resolve) => (started = resolve))
+  const app = await sessionApp(t, store, {
+    maxAge: 60_000,
+    slow: () => {
+      started()
+      return new Promise<void>((resolve) => (release = resolve))
+    },
+  })
+  return { app, inside, release: () => release() }
+}

@@ -65,7 +65,7 @@ export class ReadThrough {
       stats.hit(key, 'l1')
       return local
     }
-    const remote = l2 === undefined ? undefined : await this.#remoteRead(l2, key, l1?.epoch ?? 0, false)
+    const remote = l2 === undefined ? undefined : await this.#remoteRead(l2, key, l1?.epoch ?? 0)
     const entry = remote?.entry
     if (entry !== undefined && Date.now() < entry.freshUntil) {
       stats.hit(key, 'l2')
@@ -155,7 +155,7 @@ export class ReadThrough {
     if (l2 === undefined) {
       return this.#loadPastRead({ key, loader, rawOptions, options, local, mode }, born, undefined)
     }
-    return l2.get(key, born, options.tags.length > 0).then(
+    return l2.get(key, born).then(
       (read) => {
         const entry = read.entry
         if (entry !== undefined && mode !== 'early' && read.at < entry.freshUntil) {
@@ -213,7 +213,7 @@ export class ReadThrough {
       for (let attempt = 0; ; attempt++) {
         if (attempt > 0) {
           born = l1?.epoch ?? 0
-          read = await this.#remoteRead(l2, key, born, options.tags.length > 0)
+          read = await this.#remoteRead(l2, key, born)
         }
         if (read === undefined) break
         const now = read.at
@@ -368,8 +368,8 @@ export class ReadThrough {
   }
 
   /** A read of L2; undefined when it failed. */
-  #remoteRead(l2: RedisTier, key: string, born: number, tagged: boolean): Promise<RemoteRead | undefined> {
-    return l2.get(key, born, tagged).catch((error: unknown) => this.#readFailed(key, error))
+  #remoteRead(l2: RedisTier, key: string, born: number): Promise<RemoteRead | undefined> {
+    return l2.get(key, born).catch((error: unknown) => this.#readFailed(key, error))
   }
 
   #readFailed(key: string, error: unknown): undefined {

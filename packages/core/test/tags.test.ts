@@ -243,3 +243,46 @@ t.test('a tag whose version key was evicted: no resurrection, and the tag works 
   t.equal(await cache.get('k4'), undefined, 'k4 too')
   t.equal(await cache.get('k3'), 'three', 'and leaves the others alone')
 })
+
+t.test(
+  'a hit costs one command to Redis, tagged or not, whether or not the reader declares the tags',
+  async (t) => {
+    const client = new Redis(sharedRedisUrl)
+    t.teardown(() => client.quit())
+    // A real client whose commands are counted on their way out: a command is one round trip at most.
+    const sent: string[] = []
+    const send = client.sendCommand.bind(client)
+    client.sendCommand = ((command: Parameters<Redis['sendCommand']>[0], stream?: unknown) => {
+      sent.push(command.name)
+      return send(command, stream as Parameters<Redis['sendCommand']>[1])
+    }) as Redis['sendCommand']
+    const cache = newCache(t, { redis: client, l1: false, prefix: prefix('tags-one-trip') })
+    await cache.set('warm-up', 1)
+    await cache.get('warm-up') // the first read also measures Redis's clock
+    await cache.set('plain', 'untagged')
+    await cache.set('tagged', 'with tags', { tags: ['a', 'b'] })
+
+    const count = async (read: () => Promise<unknown>): Promise<[unknown, number]> => {
+      sent.length = 0
+      const value = await read()
+    return [value, sent.filter((name) => name !== 'time').length]
+    }
+    t.same(await count(() => cache.get('plain')), ['untagged', 1], 'an untagged entry: one command')
+    t.same(
+      await count(() => cache.get('tagged')),
+      ['with tags', 1],
+      'a tagged entry read without declaring its tags: one command, tags checked in it',
+    )
+    t.same(
+      await count(() => cache.wrap('tagged', () => 'loaded', { tags: ['a', 'b'] })),
+      ['with tags', 1],
+      'read with its tags declared: one command',
+    )
+    await cache.invalidateTags(['b'])
+    t.same(
+      await count(() => cache.get('tagged')),
+      [undefined, 1],
+      'after one of its tags is invalidated the same single command reads a miss',
+    )
+  },
+)

@@ -8,7 +8,14 @@ import type { RedisClient } from '../types.js'
 import { RedisClock } from './clock.js'
 import type { Connection } from './connection.js'
 import type { RedisGuard } from './guard.js'
-import { defineScripts, type GetReply, runGet, type ScriptCommands } from './scripts.js'
+import {
+  defineScripts,
+  type GetReply,
+  type ReadReply,
+  runGet,
+  runRead,
+  type ScriptCommands,
+} from './scripts.js'
 
 /**
  * A read: the entry, its times moved to this process's clock, or a miss with the ms left on another
@@ -37,13 +44,8 @@ const SCAN_BATCH = 500
 const NO_TAGS: string[] = []
 /** '0' */
 const ZERO = 0x30
-/** The fields of an entry hash that a read needs (see set.lua), in the order `#fields` expects them. */
-const READ_FIELDS = ['v', 'm', 't', 'lu']
 /** ',' */
 const COMMA = 0x2c
-type Fields = Array<Buffer | null>
-/** Read in place of the fields of a key that is not an entry hash (WRONGTYPE). */
-const NOT_A_HASH: Fields = []
 
 /** An entry as read from Redis, its times on this process's clock. */
 interface Found {
@@ -85,20 +87,19 @@ export class RedisTier {
   }
 
   /**
-   * `born`: L1's invalidation epoch when this read began, kept on the entry. `tagged`: the reader
-   * declares tags, so the entry most likely has some: get.lua reads it and checks its tags in the same
-   * round trip. Otherwise a plain HMGET reads it (Redis runs that several times faster than a script),
-   * judged on this process's estimate of Redis's clock; an entry that has tags after all costs a second
-   * round trip for their versions.
+   * `born`: L1's invalidation epoch when this read began, kept on the entry. On a single Redis a read is
+   * read.lua: the fields an HMGET would return, with the entry's tags checked in the same call, judged
+   * here on this process's estimate of Redis's clock. On a Cluster the tag versions live in another
+   * slot, so get.lua judges the entry on its node's clock and a tagged entry's versions cost one MGET.
    */
-  get(key: string, born: number, tagged: boolean): Promise<RemoteRead> {
-    if (tagged || this.#isCluster) {
+  get(key: string, born: number): Promise<RemoteRead> {
+    if (this.#isCluster) {
       return this.#guard
-        .run('get', () => runGet(this.#client, this.#prefix + key, this.#isCluster ? '' : this.#tagPrefix))
+        .run('get', () => runGet(this.#client, this.#prefix + key, ''))
         .then((reply) => this.#scripted(key, born, reply))
     }
     const read = this.#guard
-      .run('get', () => this.#client.hmgetBuffer(this.#prefix + key, ...READ_FIELDS).catch(notAHash))
+      .run('get', () => runRead(this.#client, this.#prefix + key, this.#tagPrefix))
       .then((fields) => this.#fields(key, born, fields))
     if (this.#clock.synced) {
       if (this.#clock.due) this.#clock.sync().catch(() => {})
@@ -126,13 +127,13 @@ export class RedisTier {
       lockMs,
       at,
     }
-    // On a single Redis the script has checked the tags; on a Cluster their versions live in another slot.
-    return this.#withTags(key, born, found, tagText, this.#isCluster)
+    // On a Cluster the tag versions live in another slot, out of the script's reach.
+    return this.#withTags(key, born, found, tagText, true)
   }
 
-  /** Judges an HMGET reply (see READ_FIELDS); anything that is not a whole entry is removed, a miss. */
-  #fields(key: string, born: number, fields: Fields): RemoteRead | Promise<RemoteRead> {
-    // Promise<Fields> resolves to a Fields; the `as` only names the positions.
+  /** Judges read.lua's reply, tags already checked; anything that is not a whole entry is removed, a miss. */
+  #fields(key: string, born: number, fields: ReadReply): RemoteRead | Promise<RemoteRead> {
+    // read.lua returns the fields v, m, t and lu in that order; the `as` only names the positions.
     const [payload, meta, tagText, lockUntil] = fields as [
       Buffer | null,
       Buffer | null,
@@ -142,7 +143,7 @@ export class RedisTier {
     const offset = this.#clock.offset
     const at = Date.now()
     const lockMs = lockUntil === null ? 0 : Math.max(0, toNumber(lockUntil) - offset - at) || 0
-    if (fields === NOT_A_HASH) return this.#discard(key, at)
+    if (fields.length === 0) return this.#discard(key, at)
     if (payload === null) return { entry: undefined, lockMs, at }
     if (meta === null || !readMeta(meta)) return this.#discard(key, at)
     const found: Found = {
@@ -157,7 +158,7 @@ export class RedisTier {
       lockMs,
       at,
     }
-    return this.#withTags(key, born, found, tagText, true)
+    return this.#withTags(key, born, found, tagText, false)
   }
 
   /** Something that is not an entry is in its place: removed (it would never read as one) and a miss. */
@@ -396,11 +397,6 @@ function readTime(meta: Buffer): number {
 /** A decimal number held as bytes; NaN for null or anything else. */
 function toNumber(bytes: Buffer | null): number {
   return bytes === null || bytes.length === 0 ? Number.NaN : Number(bytes.toString('latin1'))
-}
-
-function notAHash(error: unknown): Fields {
-  if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return NOT_A_HASH
-  throw error
 }
 
 function throwFirstError(results: Array<[Error | null, unknown]> | null): void {

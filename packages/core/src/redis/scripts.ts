@@ -18,7 +18,7 @@ export type GetHit = [
 ]
 export type GetReply = [found: 0, lockMs: number] | GetHit
 
-/** The scripts other than get.lua, as commands defined on the client (`defineCommand`). */
+/** The scripts other than the reads, as commands defined on the client (`defineCommand`). */
 export interface ScriptCommands {
   larderSet(key: string, ...args: Array<string | number | Buffer>): Promise<number>
   larderAcquire(key: string, token: string, leaseMs: number): Promise<number>
@@ -60,24 +60,34 @@ export function defineScripts(client: RedisClient): RedisClient & ScriptCommands
   return client as RedisClient & ScriptCommands
 }
 
-let getLua: { source: string; sha: string } | undefined
+/** An entry's fields as read.lua returns them: those of HMGET v m t lu, or none for a key that is not a hash. */
+export type ReadReply = Array<Buffer | null>
 
 /**
- * Runs get.lua, the script behind every L2 read. Sent by EVALSHA directly rather than as a command
- * defined on the client: ioredis's script wrapper costs a closure, a WeakSet lookup and a promise on each
- * call. On NOSCRIPT (a restarted or flushed Redis) the script is sent again by EVAL, as ioredis does, so
- * it costs one extra round trip, never an error.
+ * The read scripts, sent by EVALSHA directly rather than as commands defined on the client: ioredis's
+ * script wrapper costs a closure, a WeakSet lookup and a promise on each call, and every cache hit
+ * runs one. On NOSCRIPT (a restarted or flushed Redis) the script is sent again by EVAL, as ioredis
+ * does, so it costs one extra round trip, never an error.
  */
-export function runGet(client: RedisClient, key: string, tagPrefix: string): Promise<GetReply> {
-  if (getLua === undefined) {
-    const lua = source('get.lua')
-    getLua = { source: lua, sha: createHash('sha1').update(lua).digest('hex') }
+export const runRead = readScript<ReadReply>('read.lua')
+/** get.lua: the read on a Cluster, judged on the clock of the node that holds the entry. */
+export const runGet = readScript<GetReply>('get.lua')
+
+function readScript<Reply>(
+  file: string,
+): (client: RedisClient, key: string, tagPrefix: string) => Promise<Reply> {
+  let script: { lua: string; sha: string } | undefined
+  return (client, key, tagPrefix) => {
+    if (script === undefined) {
+      const lua = source(file)
+      script = { lua, sha: createHash('sha1').update(lua).digest('hex') }
+    }
+    const { lua, sha } = script
+    return (client.callBuffer('evalsha', sha, 1, key, tagPrefix) as Promise<Reply>).catch(
+      (error: unknown) => {
+        if (!(error instanceof Error) || !error.message.includes('NOSCRIPT')) throw error
+        return client.callBuffer('eval', lua, 1, key, tagPrefix) as Promise<Reply>
+      },
+    )
   }
-  const { source: lua, sha } = getLua
-  return (client.callBuffer('evalsha', sha, 1, key, tagPrefix) as Promise<GetReply>).catch(
-    (error: unknown) => {
-      if (!(error instanceof Error) || !error.message.includes('NOSCRIPT')) throw error
-      return client.callBuffer('eval', lua, 1, key, tagPrefix) as Promise<GetReply>
-    },
-  )
 }

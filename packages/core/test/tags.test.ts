@@ -265,7 +265,7 @@ t.test(
     const count = async (read: () => Promise<unknown>): Promise<[unknown, number]> => {
       sent.length = 0
       const value = await read()
-    return [value, sent.filter((name) => name !== 'time').length]
+      return [value, sent.filter((name) => name !== 'time').length]
     }
     t.same(await count(() => cache.get('plain')), ['untagged', 1], 'an untagged entry: one command')
     t.same(

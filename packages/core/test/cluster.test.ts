@@ -83,6 +83,14 @@ t.test('get, set and delete of 50 keys spread over every master', async (t) => {
     keys.map((key, i) => ({ i, name: key })),
     'every key reads back its own value',
   )
+  // Every master forgets its scripts, as after a restart: the reads send them again, with no error.
+  await Promise.all(client.nodes('master').map((node) => node.script('FLUSH')))
+  t.same(
+    await Promise.all(keys.map((key) => cache.get(key))),
+    keys.map((key, i) => ({ i, name: key })),
+    'after SCRIPT FLUSH on every master every key still reads back (NOSCRIPT answered by EVAL)',
+  )
+  t.equal(cache.stats().l2Errors, 0, 'and that was not an L2 error')
 
   await cache.delete(...keys)
   const after = await Promise.all(keys.map((key) => cache.get(key)))

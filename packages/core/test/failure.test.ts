@@ -273,10 +273,10 @@ t.test('garbage in Redis is a miss: the loader runs and a proper entry replaces 
       (key) => admin.hset(key, { v: '{not json', m: meta(`${future},${future},${future}`) }),
     ],
   ]
-  // Read by a plain HMGET (no tags declared) and by get.lua (tags declared).
+  // Read by a caller who declares no tags and by one who does.
   for (const tags of [[], ['g']]) {
     for (const [i, [plainName, write]] of plant.entries()) {
-      const name = `${plainName}, read ${tags.length > 0 ? 'by script' : 'by HMGET'}`
+      const name = `${plainName}, read ${tags.length > 0 ? 'with tags' : 'without tags'}`
       const key = `garbage:${tags.length}:${i}`
       await write(prefix + key)
       let loads = 0
@@ -299,6 +299,39 @@ t.test('garbage in Redis is a miss: the loader runs and a proper entry replaces 
     'the undecodable value was logged',
   )
   t.ok(cache.stats().l2Errors >= 1, 'and counted as an L2 error')
+})
+
+t.test('garbage that get() meets is removed, and reads as a miss without an error', async (t) => {
+  const prefix = uniquePrefix('failure-garbage-get')
+  const admin = adminClient(t, sharedRedisUrl)
+  t.teardown(() => cleanupPrefix(admin, prefix))
+  const cache = newCache(t, { ...FAST, redis: sharedRedisUrl, prefix, l1: false })
+
+  await admin.set(`${prefix}plain`, 'not an entry')
+  t.equal(await cache.get('plain'), undefined, 'a string at an entry key reads as a miss')
+  await waitFor(async () => (await admin.type(`${prefix}plain`)) === 'none', {
+    message: 'the string at the entry key was not removed',
+  })
+  t.pass('and the string is removed, so it cannot be met again')
+
+  await cache.set('tagged', 'value', { tags: ['odd'] })
+  t.equal(await cache.get('tagged'), 'value', 'a tagged entry reads while its tag version is a string')
+  const versionKey = `${prefix}{t}:odd`
+  t.equal(await admin.type(versionKey), 'string', 'the tag version lives at {t}:odd')
+  await admin.del(versionKey)
+  await admin.hset(versionKey, 'not', 'a version')
+  for (let i = 0; i < 8; i++)
+    t.equal(await cache.get('tagged'), undefined, `read ${i + 1}: a hash at its tag's version key is a miss`)
+  t.equal(cache.stats().l2Errors, 0, 'not an L2 error')
+  t.equal(cache.stats().breaker, 'closed', 'so the breaker stays closed')
+  await cache.invalidateTags(['other'])
+  await cache.set('after', 1)
+  t.equal(await cache.get('after'), 1, 'and other keys are read and written as before')
+
+  await cache.set('cut', 'value', { tags: ['whole'] })
+  const [tagText] = await admin.hmget(`${prefix}cut`, 't')
+  await admin.hset(`${prefix}cut`, 't', (tagText as string).slice(0, -1))
+  t.equal(await cache.get('cut'), undefined, 'an entry whose tag list is cut short is a miss, not unchecked')
 })
 
 t.test('invalidations with Redis down reject with LARDER_INVALIDATION_FAILED but purge L1', async (t) => {

@@ -286,3 +286,22 @@ t.test(
     )
   },
 )
+
+t.test("tags work through a handed client with ioredis's keyPrefix", async (t) => {
+  const keyPrefix = prefix('tags-key-prefix')
+  const client = new Redis(sharedRedisUrl, { keyPrefix })
+  t.teardown(() => client.quit())
+  const cache = newCache(t, { redis: client, l1: false, prefix: 'c:' })
+  await cache.set('tagged', 'with tags', { tags: ['a'] })
+  t.equal(await redis.type(`${keyPrefix}c:tagged`), 'hash', "the entry is stored under the client's prefix")
+  t.equal(await cache.get('tagged'), 'with tags', 'read without declaring the tags')
+  let loads = 0
+  const loader = () => {
+    loads++
+    return 'loaded'
+  }
+  t.equal(await cache.wrap('tagged', loader, { tags: ['a'] }), 'with tags', 'read with the tags declared')
+  t.equal(loads, 0, 'no loader ran')
+  await cache.invalidateTags(['a'])
+  t.equal(await cache.get('tagged'), undefined, 'invalidating the tag makes it unreadable')
+})

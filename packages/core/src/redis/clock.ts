@@ -11,6 +11,8 @@ export class RedisClock {
   readonly #time: () => Promise<number[] | string[]>
   /** Redis's clock minus this process's, in ms. */
   #offset = 0
+  /** The round trip of the measure behind #offset: the offset is known to within half of it. */
+  #rtt = Number.POSITIVE_INFINITY
   #syncedAt = Number.NEGATIVE_INFINITY
   #syncing: Promise<void> | undefined
 
@@ -40,7 +42,14 @@ export class RedisClock {
       (reply) => {
         const received = Date.now()
         const redisMs = Number(reply[0]) * 1_000 + Math.floor(Number(reply[1]) / 1_000)
-        this.#offset = redisMs - (sent + received) / 2
+        const measured = redisMs - (sent + received) / 2
+        const rtt = received - sent
+        // A slower measure (a busy event loop) is less precise: the earlier offset stays while this one
+        // agrees with it to within its own error; a clock that was stepped moves it at once.
+        if (rtt <= this.#rtt || Math.abs(measured - this.#offset) > rtt / 2) {
+          this.#offset = measured
+          this.#rtt = rtt
+        }
         this.#syncedAt = received
         this.#syncing = undefined
       },

@@ -55,11 +55,24 @@ export function usable(client: RedisClient, everReady: boolean): boolean {
  * replies to many calls in flight come in one read and the calls that follow them go out together, and
  * so do the commands of HTTP requests that arrived together. Redis then reads them in one go too. The
  * wait is only for callbacks already due, never a timer. Every BATCH commands the held ones leave at
- * once, so Redis works on them while the rest are still being made instead of client and server
- * taking turns. A Cluster spreads its commands over one socket per node and is left as it is.
+ * once (counted per guarded call, one command each but for a pipeline), so Redis works on them while
+ * the rest are still being made instead of client and server taking turns. A Cluster spreads its
+ * commands over one socket per node and is left as it is.
  */
 export function writeBatcher(client: RedisClient): () => void {
   if (client.isCluster === true) return () => {}
+  // One per client: Node counts nested corks, so two batchers on one socket would hold each other's writes.
+  let batcher = batchers.get(client)
+  if (batcher === undefined) {
+    batcher = newBatcher(client as Redis)
+    batchers.set(client, batcher)
+  }
+  return batcher
+}
+
+const batchers = new WeakMap<RedisClient, () => void>()
+
+function newBatcher(client: Redis): () => void {
   let corked: Socket | undefined
   let held = 0
   const flush = (): void => {
@@ -75,9 +88,9 @@ export function writeBatcher(client: RedisClient): () => void {
       corked.cork()
       return
     }
-    held = 1
-    const stream = (client as Redis).stream as Socket | undefined
+    const stream = client.stream as Socket | undefined
     if (stream === undefined || typeof stream.cork !== 'function') return
+    held = 1
     stream.cork()
     corked = stream
     setImmediate(flush)

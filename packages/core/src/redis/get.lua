@@ -1,6 +1,6 @@
--- Reads an entry and judges it on Redis's clock, so hosts whose clocks disagree still agree on freshness.
--- KEYS[1] entry hash. ARGV[1] tag key prefix: tags are checked here when given; '' leaves it to the
--- caller (a Cluster keeps tag versions in another slot).
+-- The read on a Cluster: judges an entry on the clock of the node that holds it, so hosts whose clocks
+-- disagree still agree on freshness. KEYS[1] entry hash. The caller checks the tags (a Cluster keeps tag
+-- versions in another slot).
 -- Returns {0, lockMsLeft} for a miss, or {1, value, kind, freshMs, staleMs, errorMs, ageMs, loadMs,
 -- earlyRefresh, tags, lockMsLeft} with every time relative to now. Anything that is not an entry
 -- (another type, a missing or malformed 'm') is removed and reads as a miss.
@@ -22,10 +22,5 @@ fresh, stale, err, created, load = tonumber(fresh), tonumber(stale), tonumber(er
 if not (fresh and stale and err and created and load) then
   redis.call('DEL', KEYS[1])
   return {0, 0}
-end
-if e[3] and ARGV[1] ~= '' then
-  for tag, version in string.gmatch(e[3], '([^\n]+)\n([^\n]+)\n') do
-    if redis.call('GET', ARGV[1] .. tag) ~= version then return {0, lockLeft} end
-  end
 end
 return {1, e[1], kind, fresh - now, stale - now, err - now, now - created, load, early, e[3] or false, lockLeft}

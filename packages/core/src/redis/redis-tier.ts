@@ -68,6 +68,8 @@ export class RedisTier {
   readonly #guard: RedisGuard
   readonly #prefix: string
   readonly #tagPrefix: string
+  /** The tag key prefix as Redis sees it: a script builds tag keys itself, so ioredis's `keyPrefix` is added here. */
+  readonly #scriptTagPrefix: string
   readonly #tagSeq: string
   readonly #tagTtl: number
   readonly #clock: RedisClock
@@ -81,6 +83,7 @@ export class RedisTier {
     // All tag versions share one hash slot ({t}) so one script can bump several atomically on a Cluster.
     this.#tagSeq = `${options.prefix}${TAG_SPACE}`
     this.#tagPrefix = `${this.#tagSeq}:`
+    this.#scriptTagPrefix = keyPrefixOf(connection.client) + this.#tagPrefix
     this.#tagTtl = options.tagTtl
     this.channel = `${options.prefix}bus`
     this.#clock = new RedisClock(() => this.#guard.run('time', () => this.#client.time()))
@@ -95,11 +98,11 @@ export class RedisTier {
   get(key: string, born: number): Promise<RemoteRead> {
     if (this.#isCluster) {
       return this.#guard
-        .run('get', () => runGet(this.#client, this.#prefix + key, ''))
+        .run('get', () => runGet(this.#client, this.#prefix + key))
         .then((reply) => this.#scripted(key, born, reply))
     }
     const read = this.#guard
-      .run('get', () => runRead(this.#client, this.#prefix + key, this.#tagPrefix))
+      .run('get', () => runRead(this.#client, this.#prefix + key, this.#scriptTagPrefix))
       .then((fields) => this.#fields(key, born, fields))
     if (this.#clock.synced) {
       if (this.#clock.due) this.#clock.sync().catch(() => {})
@@ -142,8 +145,8 @@ export class RedisTier {
     ]
     const offset = this.#clock.offset
     const at = Date.now()
-    const lockMs = lockUntil === null ? 0 : Math.max(0, toNumber(lockUntil) - offset - at) || 0
     if (fields.length === 0) return this.#discard(key, at)
+    const lockMs = lockUntil === null ? 0 : Math.max(0, toNumber(lockUntil) - offset - at) || 0
     if (payload === null) return { entry: undefined, lockMs, at }
     if (meta === null || !readMeta(meta)) return this.#discard(key, at)
     const found: Found = {
@@ -338,6 +341,12 @@ export class RedisTier {
   publish(channel: string, text: string): Promise<number> {
     return this.#guard.run('publish', () => this.#client.publish(channel, text))
   }
+}
+
+/** ioredis's `keyPrefix` option, which it adds to declared keys but not to a script's arguments. */
+function keyPrefixOf(client: RedisClient): string {
+  const options = client.options as { keyPrefix?: unknown }
+  return typeof options.keyPrefix === 'string' ? options.keyPrefix : ''
 }
 
 function formatTags(tags: readonly string[], versions: readonly string[]): string {

@@ -75,19 +75,17 @@ export const runGet = readScript<GetReply>('get.lua')
 
 function readScript<Reply>(
   file: string,
-): (client: RedisClient, key: string, tagPrefix: string) => Promise<Reply> {
+): (client: RedisClient, key: string, ...args: string[]) => Promise<Reply> {
   let script: { lua: string; sha: string } | undefined
-  return (client, key, tagPrefix) => {
+  return (client, key, ...args) => {
     if (script === undefined) {
       const lua = source(file)
       script = { lua, sha: createHash('sha1').update(lua).digest('hex') }
     }
     const { lua, sha } = script
-    return (client.callBuffer('evalsha', sha, 1, key, tagPrefix) as Promise<Reply>).catch(
-      (error: unknown) => {
-        if (!(error instanceof Error) || !error.message.includes('NOSCRIPT')) throw error
-        return client.callBuffer('eval', lua, 1, key, tagPrefix) as Promise<Reply>
-      },
-    )
+    return (client.callBuffer('evalsha', sha, 1, key, ...args) as Promise<Reply>).catch((error: unknown) => {
+      if (!(error instanceof Error) || !error.message.includes('NOSCRIPT')) throw error
+      return client.callBuffer('eval', lua, 1, key, ...args) as Promise<Reply>
+    })
   }
 }

@@ -10,6 +10,7 @@ import { type Duration, optionalDuration } from './duration.js'
 import { LarderError } from './errors.js'
 import { cacheKey } from './keys.js'
 import { invalid, type ResolvedEntryOptions, rejectUnknown, resolveEntryOptions } from './options.js'
+import { keyPrefixOf } from './redis/connection.js'
 import { newToken } from './tokens.js'
 import type { CacheValue, EntryOptions, Logger, RedisClient } from './types.js'
 import { WriteBatch } from './write-behind-batch.js'
@@ -215,10 +216,30 @@ abstract class Flusher<T> {
       const entryOptions = resolveEntryOptions(options, cacheOptions.defaults)
       const encoded = encode(value)
       const k = cacheKey(key, cacheOptions.maxKeyLength)
-      return this.record(k, key, value, entryOptions, encoded)
+      // Writes of one key are recorded in call order: one that waits for its tags' versions, or takes
+      // another path, must not be overtaken by a later write of the same key.
+      const before = this.inFlight.get(k)
+      const write =
+        before === undefined
+          ? this.record(k, key, value, entryOptions, encoded)
+          : before.then(() => this.record(k, key, value, entryOptions, encoded))
+      const settled = write.then(noop, noop)
+      this.inFlight.set(k, settled)
+      settled.then(() => {
+        if (this.inFlight.get(k) === settled) this.inFlight.delete(k)
+      })
+      return write
     } catch (error) {
       return Promise.reject(error)
     }
+  }
+
+  /** Each key's latest write still under way (settled either way), so the next one waits for it. */
+  readonly inFlight = new Map<string, Promise<void>>()
+
+  /** Resolves once every write made so far has been recorded (or has failed). */
+  async recorded(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight.values())
   }
 
   abstract record(
@@ -311,6 +332,7 @@ class LocalWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
   readonly #dead: Array<{ items: Batch<T>; error: unknown }> = []
   readonly #timer: NodeJS.Timeout
   #seq = 0
+  #lastMs = 0
   #running: Promise<void> | undefined
 
   constructor(cache: Cache, writer: CacheWriter, options: Resolved<T>, logger: Logger) {
@@ -327,7 +349,9 @@ class LocalWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     encoded: Encoded,
   ): Promise<void> {
     await this.writer.writeThrough.store(k, key, value, options, encoded)
-    const id = `${Date.now()}-${this.#seq++}`
+    // Never behind an earlier id, even if the clock steps back: order-aware upserts compare them.
+    this.#lastMs = Math.max(this.#lastMs, Date.now())
+    const id = `${this.#lastMs}-${this.#seq++}`
     this.#queue.push({ id, order: writeOrder(id), key, value })
     this.counts.written++
     if (this.#queue.length >= this.options.batchSize) void this.#drain()
@@ -351,6 +375,7 @@ class LocalWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
   async close(): Promise<void> {
     this.closing = true
     clearInterval(this.#timer)
+    await this.recorded()
     await this.#running
     await this.#drain()
   }
@@ -363,6 +388,10 @@ const EMPTY: Buffer = Buffer.alloc(0)
 const FIELD_K = 0x6b
 const FIELD_C = 0x63
 const FIELD_V = 0x76
+
+/** Creates the group and the stream unless the group exists (BUSYGROUP). */
+const CREATE_GROUP = "return redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')"
+const noop = (): void => {}
 
 const luaSource = (file: string): string => readFileSync(new URL(file, import.meta.url), 'utf8')
 
@@ -382,6 +411,8 @@ interface BatchItem extends StoreItem {
 /** The durable queue: a Redis Stream, a consumer group, a dead-letter stream. */
 class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
   readonly #client: RedisClient & StreamCommands
+  /** ioredis's `keyPrefix`, which the batch script sees on the entry keys it cuts names from. */
+  readonly #keyPrefix: string
   readonly #isCluster: boolean
   /** Blocking reads get their own connection so they never hold up cache traffic. */
   readonly #reader: RedisClient & StreamCommands
@@ -392,8 +423,8 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
   #claimCursor = '0-0'
   /** When the pending writes were last scanned to the end for ones to claim (performance.now()). */
   #claimedAt = Number.NEGATIVE_INFINITY
-  /** Entries whose value could not be decoded, by id, with the decoding error. */
-  readonly #unreadable = new Map<string, unknown>()
+  /** Entries whose value could not be decoded, by id, with the decoding error and their bytes as read. */
+  readonly #unreadable = new Map<string, { error: unknown; kind: Buffer; payload: Buffer }>()
   /** Single Redis: the writes made close together, sent as one script call. */
   readonly #batch: WriteBatch<BatchItem>
 
@@ -412,6 +443,7 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
       })
     }
     this.#client = client as RedisClient & StreamCommands
+    this.#keyPrefix = keyPrefixOf(client)
     this.#isCluster = isCluster
     this.#reader = blockingDuplicate(client, options.interval + 5_000) as RedisClient & StreamCommands
     this.#reader.defineCommand('larderWriteBehindAck', {
@@ -422,15 +454,23 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     // One hash slot for both streams.
     this.#stream = `${cache.options.prefix}{wb:${options.name}}`
     this.#dead = `${this.#stream}:dead`
-    this.#ready = this.#reader.xgroup('CREATE', this.#stream, options.name, '0', 'MKSTREAM').then(
+    this.#ready = this.#createGroup()
+    this.#ready.catch(() => {})
+    this.#batch = new WriteBatch((items) => this.#storeBatch(items), MAX_WRITE_BATCH)
+    this.#loop = this.#run()
+  }
+
+  /**
+   * Creates the consumer group (and the stream) unless it exists. Through a script so the stream key
+   * gets ioredis's `keyPrefix` like every other command's (XGROUP's does not).
+   */
+  #createGroup(): Promise<void> {
+    return this.#reader.eval(CREATE_GROUP, 1, this.#stream, this.options.name).then(
       () => {},
       (error: unknown) => {
         if (!(error instanceof Error) || !error.message.includes('BUSYGROUP')) throw error
       },
     )
-    this.#ready.catch(() => {})
-    this.#batch = new WriteBatch((items) => this.#storeBatch(items), MAX_WRITE_BATCH)
-    this.#loop = this.#run()
   }
 
   record(k: string, key: string, value: T, options: ResolvedEntryOptions, encoded: Encoded): Promise<void> {
@@ -495,7 +535,13 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     const args: Array<string | number | Buffer> = [items.length + 1, this.#stream]
     for (const item of items) args.push(prefix + item.key)
     // One token for the batch: it is never any loader's, which is all the fence needs.
-    args.push(this.writer.l2?.channel ?? '', busMessage, newToken(), prefix.length, 0)
+    args.push(
+      this.writer.l2?.channel ?? '',
+      busMessage,
+      newToken(),
+      this.#keyPrefix.length + prefix.length,
+      0,
+    )
     const countAt = args.length - 1
     const profiles: Profile[] = []
     const profileOf: number[] = []
@@ -530,6 +576,16 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
         if (items.length > 0) await this.#handle(items)
       } catch (error) {
         if (this.closing) break
+        if (error instanceof Error && error.message.includes('NOGROUP')) {
+          // The stream or its group is gone (deleted, evicted, an empty replica took over): writes
+          // recorded since then are in a new stream, which the group, made again from its start, reads.
+          this.logger.warn(
+            { err: error, writeBehind: this.options.name },
+            'larder: write-behind consumer group was missing; created again',
+          )
+          await this.#createGroup().catch(() => {})
+          continue
+        }
         this.logger.warn(
           { err: error, writeBehind: this.options.name },
           'larder: write-behind could not read its stream; retrying',
@@ -608,7 +664,7 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
       } catch (error) {
         // Unreadable: dead-lettered at once rather than handed to flush or retried forever.
         items.push({ id, order: writeOrder(id), key: key.toString(), value: undefined as T })
-        this.#unreadable.set(id, error)
+        this.#unreadable.set(id, { error, kind, payload })
         this.logger.error(
           { err: error, writeBehind: this.options.name, id },
           'larder: unreadable write-behind entry',
@@ -623,9 +679,9 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     if (this.#unreadable.size > 0) {
       items = all.filter((item) => !this.#unreadable.has(item.id))
       for (const item of all) {
-        const error = this.#unreadable.get(item.id)
-        if (error === undefined) continue
-        await this.deadLetter([item], error)
+        const unreadable = this.#unreadable.get(item.id)
+        if (unreadable === undefined) continue
+        await this.deadLetter([item], unreadable.error, unreadable)
         this.counts.deadLettered++
         this.#unreadable.delete(item.id)
       }
@@ -637,11 +693,15 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     await this.#reader.larderWriteBehindAck(this.#stream, this.options.name, ...ids)
   }
 
-  async deadLetter(items: Batch<T>, error: unknown): Promise<void> {
+  /**
+   * `raw`: the bytes of an entry that could not be decoded, kept as they were. Rejects unless every
+   * write landed, so the batch is not acknowledged and stays pending (claimed and tried again later).
+   */
+  async deadLetter(items: Batch<T>, error: unknown, raw?: { kind: Buffer; payload: Buffer }): Promise<void> {
     const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
     const pipeline = this.#reader.pipeline()
     for (const item of items) {
-      const encoded = encode(item.value)
+      const encoded = raw ?? encode(item.value)
       pipeline.xadd(
         this.#dead,
         '*',
@@ -657,7 +717,7 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
         message,
       )
     }
-    await pipeline.exec()
+    for (const [failed] of (await pipeline.exec()) ?? []) if (failed) throw failed
   }
 
   async stats(): Promise<WriteBehindStats> {
@@ -670,6 +730,7 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     this.closing = true
     this.wakeUp()
     // Writes already made and not yet sent are recorded before the last reads.
+    await Promise.all([this.recorded(), this.#batch.drain()])
     await this.#batch.drain()
     await this.#loop
     // What is still waiting (written by this process or others) is flushed before close resolves.

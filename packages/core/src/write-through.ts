@@ -163,17 +163,24 @@ export class WriteThrough {
   /**
    * `store` for many writes at once (none with ttl 0): one Redis call through `via` and one bus message
    * naming every key, other processes' L1s told before it resolves; then each value in L1, in order.
-   * Rejects, with nothing put in L1, when the Redis call fails.
+   * Rejects when the Redis call fails, with the keys dropped from L1: a call that timed out may still
+   * have landed, and this process must not keep serving the value it replaced.
    */
   async storeMany<I extends StoreItem>(items: readonly I[], via: RedisWriteMany<I>): Promise<void> {
     const { l1, l2, bus } = this.#deps
     let reply: readonly number[] | undefined
     if (l2 !== undefined && bus !== undefined) {
-      reply = await bus.send(
-        { type: 'keys', keys: distinctKeys(items) },
-        (text) => via(items, text),
-        (result) => l2.receivers(result[0] ?? 0),
-      )
+      const keys = distinctKeys(items)
+      try {
+        reply = await bus.send(
+          { type: 'keys', keys },
+          (text) => via(items, text),
+          (result) => l2.receivers(result[0] ?? 0),
+        )
+      } catch (error) {
+        l1?.deleteKeys(keys)
+        throw error
+      }
     }
     if (l1 === undefined) return
     const now = Date.now()

@@ -293,6 +293,7 @@ t.test('a record that is not a write-behind entry is dead-lettered without reach
     /k garbage .*error LarderError: entry kind/,
     'an unreadable record is dead-lettered with its error',
   )
+  t.match(last.join(' '), /k garbage c z v x /, 'with its bytes as they were, not an empty value')
   t.equal(calls, 0, 'flush never saw it')
 })
 

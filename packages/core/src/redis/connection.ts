@@ -22,6 +22,12 @@ export function connect(redis: RedisClient | string | RedisOptions): Connection 
   return { client, owned: true, isCluster: false }
 }
 
+/** ioredis's `keyPrefix` option: added to a command's declared keys, not to key names a script builds. */
+export function keyPrefixOf(client: RedisClient): string {
+  const options = client.options as { keyPrefix?: unknown }
+  return typeof options.keyPrefix === 'string' ? options.keyPrefix : ''
+}
+
 /** Duck-typed, so a client from another copy of ioredis (another version in node_modules) is still one. */
 function isClient(redis: unknown): redis is RedisClient {
   if (redis instanceof Redis || redis instanceof Cluster) return true

@@ -6,7 +6,7 @@ import { escapeGlob, TAG_SPACE } from '../keys.js'
 import type { ResolvedEntryOptions } from '../options.js'
 import type { RedisClient } from '../types.js'
 import { RedisClock } from './clock.js'
-import type { Connection } from './connection.js'
+import { type Connection, keyPrefixOf } from './connection.js'
 import type { RedisGuard } from './guard.js'
 import {
   defineScripts,
@@ -341,12 +341,6 @@ export class RedisTier {
   publish(channel: string, text: string): Promise<number> {
     return this.#guard.run('publish', () => this.#client.publish(channel, text))
   }
-}
-
-/** ioredis's `keyPrefix` option, which it adds to declared keys but not to a script's arguments. */
-function keyPrefixOf(client: RedisClient): string {
-  const options = client.options as { keyPrefix?: unknown }
-  return typeof options.keyPrefix === 'string' ? options.keyPrefix : ''
 }
 
 function formatTags(tags: readonly string[], versions: readonly string[]): string {

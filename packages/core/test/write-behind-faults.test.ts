@@ -184,3 +184,25 @@ t.test('a batch that failed (Redis paused past the timeout) leaves no stale valu
   // The script was sent and ran once Redis resumed; this process must not keep serving 'old'.
   t.equal(await cache.get('k'), 'new', "the value Redis holds, not L1's old copy")
 })
+
+t.test("the in-process queue's order keeps sorting in write order when the clock steps back", async (t) => {
+  const cache = newCache(t, {})
+  const { flush, batches } = recordingFlush<number>()
+  const writer = createWriteBehind<number>({ cache, name: 'local', interval: 10_000, flush })
+  await writer.write('a', 1)
+  const realNow = Date.now
+  Date.now = () => realNow() - 3_600_000
+  t.teardown(() => {
+    Date.now = realNow
+  })
+  await writer.write('b', 2)
+  Date.now = realNow
+  await writer.close()
+  const items = batches.flat()
+  t.same(
+    items.map((item) => item.key),
+    ['a', 'b'],
+    'both writes flushed',
+  )
+  t.ok((items[1]?.order ?? '') > (items[0]?.order ?? ''), 'the later write sorts after the earlier one')
+})

@@ -19,17 +19,36 @@ export function defaultKey(request: FastifyRequest): string {
 }
 
 export function clientKey(ip: string): string {
-  if (!ip.includes(':')) return ip
-  const address = ip.split('%')[0] as string
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address)
-  if (mapped) return mapped[1] as string
+  // A proxy may append the client's port: '1.2.3.4:5555', '[2001:db8::1]:5555'.
+  const withPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/.exec(ip) ?? /^\[([^\]]+)\](?::\d+)?$/.exec(ip)
+  const bare = withPort ? (withPort[1] as string) : ip
+  if (!bare.includes(':')) return bare
+  const address = bare.split('%')[0] as string
   const [head = '', tail] = address.split('::')
   const first = head === '' ? [] : head.split(':')
   const last = tail === undefined || tail === '' ? [] : tail.split(':')
   // A dotted IPv4 tail stands for two groups.
-  const lastCount = last.length + (last.at(-1)?.includes('.') ? 1 : 0)
-  const zeros = tail === undefined ? [] : Array<string>(Math.max(0, 8 - first.length - lastCount)).fill('0')
-  const groups = [...first, ...zeros, ...last].slice(0, 4)
-  while (groups.length < 4) groups.push('0')
-  return `${groups.map((group) => Number.parseInt(group, 16).toString(16)).join(':')}::/64`
+  const dotted = [...first, ...last].at(-1)?.includes('.')
+    ? ([...first, ...last].at(-1) as string)
+    : undefined
+  if (dotted !== undefined) (last.length > 0 ? last : first).pop()
+  const count = first.length + last.length + (dotted === undefined ? 0 : 2)
+  const zeros = tail === undefined ? [] : Array<string>(Math.max(0, 8 - count)).fill('0')
+  const groups = [...first, ...zeros, ...last].map((group) => Number.parseInt(group, 16) || 0)
+  // IPv4-mapped (::ffff:a.b.c.d, also written in hex as ::ffff:102:304) is the IPv4 client itself.
+  if (groups.length === 6 && groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    if (dotted !== undefined) return dotted
+  }
+  if (
+    dotted === undefined &&
+    groups.length === 8 &&
+    groups.slice(0, 5).every((g) => g === 0) &&
+    groups[5] === 0xffff
+  ) {
+    const [hi = 0, lo = 0] = groups.slice(6)
+    return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`
+  }
+  const prefix = groups.slice(0, 4)
+  while (prefix.length < 4) prefix.push(0)
+  return `${prefix.map((group) => group.toString(16)).join(':')}::/64`
 }

@@ -104,29 +104,31 @@ export function limitHook(limits: readonly CompiledLimit[], context: LimiterCont
         done()
         return
       }
-      if (memory !== undefined) {
-        decisions =
-          single === undefined
-            ? limits.map((limit, i) =>
-                memory.consumeNow(
-                  (keys[i] as (r: FastifyRequest) => string)(request),
-                  limit.spec,
-                  limit.cost(request),
-                ),
-              )
-            : [memory.consumeNow(singleKey(request), single.spec, single.cost(request))]
-      } else if (single !== undefined) {
-        pending = store.consume(singleKey(request), single.spec, single.cost(request)).then(wrap)
+      if (single !== undefined) {
+        if (memory !== undefined) {
+          decisions = [memory.consumeNow(singleKey(request), single.spec, single.cost(request))]
+        } else pending = store.consume(singleKey(request), single.spec, single.cost(request)).then(wrap)
       } else {
-        pending = Promise.all(
-          limits.map((limit, i) =>
-            store.consume(
-              (keys[i] as (r: FastifyRequest) => string)(request),
-              limit.spec,
-              limit.cost(request),
-            ),
-          ),
-        )
+        // Several limits: a request is counted in none unless it fits in all, so each is asked first
+        // (a check counts nothing) and only then counted in every one.
+        const storeKeys = keys.map((key) => key(request))
+        const costs = limits.map((limit) => limit.cost(request))
+        const ask = (check: boolean) => (limit: CompiledLimit, i: number) =>
+          store.consume(storeKeys[i] as string, limit.spec, costs[i] as number, check)
+        if (memory !== undefined) {
+          const checks = limits.map((limit, i) =>
+            memory.consumeNow(storeKeys[i] as string, limit.spec, costs[i] as number, true),
+          )
+          decisions = checks.every(allowed)
+            ? limits.map((limit, i) =>
+                memory.consumeNow(storeKeys[i] as string, limit.spec, costs[i] as number),
+              )
+            : uncounted(checks, costs)
+        } else {
+          pending = Promise.all(limits.map(ask(true))).then((checks) =>
+            checks.every(allowed) ? Promise.all(limits.map(ask(false))) : uncounted(checks, costs),
+          )
+        }
       }
     } catch (error) {
       fail(reply, error, done)
@@ -164,6 +166,13 @@ export function limitHook(limits: readonly CompiledLimit[], context: LimiterCont
     } else if (skipped) done()
     else limit(request, reply, done)
   }
+}
+
+const allowed = (decision: Decision): boolean => decision.allowed
+
+/** The checks of a refused request: the limits that would have let it through never counted it. */
+function uncounted(checks: Decision[], costs: readonly number[]): Decision[] {
+  return checks.map((d, i) => (d.allowed ? { ...d, remaining: d.remaining + (costs[i] as number) } : d))
 }
 
 function wrap(decision: Decision): Decision[] {

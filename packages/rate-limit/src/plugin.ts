@@ -1,9 +1,22 @@
 import { parseDuration, type RedisClient } from '@larder/core'
-import type { FastifyInstance, FastifyPluginAsync, preHandlerHookHandler, RouteOptions } from 'fastify'
+import type {
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyRequest,
+  preHandlerHookHandler,
+  RouteOptions,
+} from 'fastify'
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
 import { type LimiterContext, type LimitHook, limitHook } from './limiter.js'
-import { checkGlobalOptions, compileAllowList, compileLimit, invalid, listName } from './options.js'
+import {
+  type CompiledLimit,
+  checkGlobalOptions,
+  compileAllowList,
+  compileLimit,
+  invalid,
+  listName,
+} from './options.js'
 import { FailoverStore } from './stores/failover-store.js'
 import { MemoryStore } from './stores/memory-store.js'
 import { RedisStore } from './stores/redis-store.js'
@@ -82,13 +95,16 @@ function chooseStore(
   }
 }
 
+/** Marks a route config whose limits got a route-level hook (in onRoute). */
+const kOwnHook = Symbol('larder.rateLimit.ownHook')
+
 function addHook<T>(existing: T | T[] | undefined, hook: T): T[] {
   if (existing === undefined) return [hook]
   return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
 }
 
 /** `GET` and the `HEAD` Fastify derives from it share their counts. */
-function routeScope(route: RouteOptions): string {
+function routeScope(route: Pick<RouteOptions, 'method' | 'url'>): string {
   const methods = (Array.isArray(route.method) ? route.method : [route.method]).map((m) =>
     m === 'HEAD' ? 'GET' : m,
   )
@@ -97,7 +113,9 @@ function routeScope(route: RouteOptions): string {
 
 const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (fastify, options) => {
   checkGlobalOptions(options)
-  const global = compileLimit(options, {}, 'options', 'global', options.name ?? 'default')
+  // Registrations in sibling contexts (say /api and /auth) on one Redis count apart.
+  const globalScope = fastify.prefix === '' ? 'global' : `global ${fastify.prefix}`
+  const global = compileLimit(options, {}, 'options', globalScope, options.name ?? 'default')
   const defaults: LimitOptions = { ...options }
   const stats: RateLimitStats = { allowed: 0, refused: 0, fallbacks: 0, unavailable: 0, redisErrors: 0 }
   const { store, close } = chooseStore(fastify, options, stats)
@@ -112,19 +130,8 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (fastify, op
     stats,
   }
 
-  // The global limit runs at the instance level, so requests that match no route (404s) are limited
-  // too: Fastify runs the instance's onRequest hooks for them. Routes with their own config.rateLimit
-  // (a limit, a list or false) are left to their route-level hook.
-  const globalHook = limitHook([global], context)
-  const onGlobal: LimitHook = (request, reply, done) => {
-    if (request.routeOptions.config.rateLimit !== undefined) done()
-    else globalHook(request, reply, done)
-  }
-  fastify.addHook(global.hook as 'onRequest', onGlobal)
-
-  fastify.addHook('onRoute', (route: RouteOptions) => {
-    const config = route.config?.rateLimit
-    if (config === undefined || config === false) return
+  /** The limits of a route's own config.rateLimit, compiled into one hook. */
+  function routeLimits(route: Pick<RouteOptions, 'method' | 'url'>, config: unknown): CompiledLimit[] {
     const scope = routeScope(route)
     const where = `config.rateLimit of ${scope}`
     const limits = Array.isArray(config)
@@ -135,6 +142,53 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (fastify, op
     if (limits.length === 0) throw invalid(where, 'at least one limit', config)
     const names = new Set(limits.map((limit) => limit.name))
     if (names.size !== limits.length) throw invalid(`${where} names`, 'distinct names', [...names].join())
+    return limits
+  }
+
+  // A route declared before the plugin was registered never reached onRoute: its own limits are
+  // compiled on its first request and applied by the global hook, rather than left unlimited.
+  const late = new WeakMap<object, LimitHook>()
+  function lateHook(request: FastifyRequest): LimitHook {
+    const config = request.routeOptions.config
+    let hook = late.get(config)
+    if (hook === undefined) {
+      const route = {
+        method: request.routeOptions.method as RouteOptions['method'],
+        url: request.routeOptions.url ?? '',
+      }
+      hook = limitHook(routeLimits(route, config.rateLimit), context)
+      late.set(config, hook)
+    }
+    return hook
+  }
+
+  // The global limit runs at the instance level, so requests that match no route (404s) are limited
+  // too: Fastify runs the instance's onRequest hooks for them. Routes with their own config.rateLimit
+  // (a limit, a list or false) are left to their route-level hook.
+  const globalHook = limitHook([global], context)
+  const onGlobal: LimitHook = (request, reply, done) => {
+    const config = request.routeOptions.config
+    if (config.rateLimit === undefined) globalHook(request, reply, done)
+    else if (config.rateLimit === false || (config as unknown as Record<symbol, unknown>)[kOwnHook] === true)
+      done()
+    else {
+      let hook: LimitHook
+      try {
+        hook = lateHook(request)
+      } catch (error) {
+        done(error as Error)
+        return
+      }
+      hook(request, reply, done)
+    }
+  }
+  fastify.addHook(global.hook as 'onRequest', onGlobal)
+
+  fastify.addHook('onRoute', (route: RouteOptions) => {
+    const config = route.config?.rateLimit
+    if (config === undefined || config === false) return
+    const limits = routeLimits(route, config)
+    ;(route.config as unknown as Record<symbol, unknown>)[kOwnHook] = true
     // One hook for all of a route's limits: preHandler if any of them needs the body.
     const hook = limitHook(limits, context)
     if (limits.some((limit) => limit.hook === 'preHandler')) {

@@ -73,6 +73,7 @@ export function consumeLog(
   now: number,
   spec: LimitSpec,
   cost: number,
+  commit = true,
 ): { decision: Decision; times: number[] | undefined } {
   const { limit, window } = spec
   const log = times ?? []
@@ -81,11 +82,12 @@ export function consumeLog(
   if (expired > 0) log.splice(0, expired)
   const count = log.length
   if (count + cost <= limit) {
-    for (let i = 0; i < cost; i++) log.push(now)
-    const newest = log[log.length - 1]
+    // Without `commit` (a check) the units are not added, but the answer is the same as if they were.
+    if (commit) for (let i = 0; i < cost; i++) log.push(now)
+    const newest = cost > 0 ? now : log[log.length - 1]
     const resetMs = newest === undefined ? 0 : newest + window - now
     return {
-      decision: { allowed: true, remaining: limit - log.length, resetMs, retryAfterMs: 0 },
+      decision: { allowed: true, remaining: limit - count - cost, resetMs, retryAfterMs: 0 },
       times: log,
     }
   }

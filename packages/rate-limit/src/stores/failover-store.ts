@@ -29,10 +29,10 @@ export class FailoverStore implements RateLimitStore {
     this.#options = options
   }
 
-  async consume(key: string, spec: LimitSpec, cost: number): Promise<Decision> {
+  async consume(key: string, spec: LimitSpec, cost: number, check = false): Promise<Decision> {
     const { primary, mode, fallback, logger } = this.#options
     try {
-      const decision = await primary.consume(key, spec, cost)
+      const decision = await primary.consume(key, spec, cost, check)
       if (this.#down) {
         this.#down = false
         logger.warn({ larder: 'rate-limit' }, 'larder: rate-limit store answers again, limiting through it')
@@ -53,7 +53,7 @@ export class FailoverStore implements RateLimitStore {
         throw new LarderError(UNAVAILABLE, 'rate-limit store unavailable (failMode closed)', { cause: error })
       }
       this.#options.onFallback()
-      return fallback.consumeNow(key, spec, cost)
+      return fallback.consumeNow(key, spec, cost, check)
     }
   }
 

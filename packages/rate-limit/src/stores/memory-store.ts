@@ -49,22 +49,23 @@ export class MemoryStore implements RateLimitStore {
     this.#states.purgeStale()
   }
 
-  consume(key: string, spec: LimitSpec, cost: number): Promise<Decision> {
-    return Promise.resolve(this.consumeNow(key, spec, cost))
+  consume(key: string, spec: LimitSpec, cost: number, check = false): Promise<Decision> {
+    return Promise.resolve(this.consumeNow(key, spec, cost, check))
   }
 
   /** `consume` without the promise. */
-  consumeNow(key: string, spec: LimitSpec, cost: number): Decision {
+  consumeNow(key: string, spec: LimitSpec, cost: number, check = false): Decision {
     const now = this.#now()
     const stored = this.#states.get(key)
     if (spec.algorithm === 'sliding-log') {
-      const { decision, times } = consumeLog(Array.isArray(stored) ? stored : undefined, now, spec, cost)
-      this.#keep(key, times, decision.resetMs)
+      const log = Array.isArray(stored) ? stored : undefined
+      const { decision, times } = consumeLog(log, now, spec, cost, !check)
+      if (!check) this.#keep(key, times, decision.resetMs)
       return decision
     }
     const previous = stored === undefined || Array.isArray(stored) ? undefined : stored
     const { decision, state } = consumeCounter(previous, now, spec, cost)
-    if (state !== previous || decision.allowed) this.#keep(key, state, decision.resetMs)
+    if (!check && (state !== previous || decision.allowed)) this.#keep(key, state, decision.resetMs)
     return decision
   }
 

@@ -15,8 +15,15 @@ export interface RedisStoreOptions {
 type Reply = [allowed: number, remaining: number, resetMs: number, retryAfterMs: number]
 
 interface Commands {
-  larderRateWindow(key: string, limit: number, window: number, cost: number): Promise<Reply>
-  larderRateLog(key: string, limit: number, window: number, cost: number, member: string): Promise<Reply>
+  larderRateWindow(key: string, limit: number, window: number, cost: number, check: number): Promise<Reply>
+  larderRateLog(
+    key: string,
+    limit: number,
+    window: number,
+    cost: number,
+    member: string,
+    check: number,
+  ): Promise<Reply>
 }
 
 const lua = (file: string): string => readFileSync(new URL(file, import.meta.url), 'utf8')
@@ -65,8 +72,9 @@ export class RedisStore implements RateLimitStore {
   }
 
   // Not async: one frame and one promise fewer per request on the hot path.
-  consume(key: string, spec: LimitSpec, cost: number): Promise<Decision> {
+  consume(key: string, spec: LimitSpec, cost: number, check = false): Promise<Decision> {
     const redisKey = this.keyFor(key, spec)
+    const dry = check ? 1 : 0
     return this.#guard
       .run('rateLimit', () =>
         spec.algorithm === 'sliding-log'
@@ -76,8 +84,9 @@ export class RedisStore implements RateLimitStore {
               spec.window,
               cost,
               `${this.#member}:${++this.#sequence}`,
+              dry,
             )
-          : this.#client.larderRateWindow(redisKey, spec.limit, spec.window, cost),
+          : this.#client.larderRateWindow(redisKey, spec.limit, spec.window, cost, dry),
       )
       .then(toDecision)
   }

@@ -1,11 +1,12 @@
 -- Weighted two-window counter (see consumeCounter in algorithms.ts, which this mirrors).
 -- KEYS[1]: a hash {i = index of the current fixed window, c = its count, p = the previous window's count}
--- ARGV: limit, window (ms), cost
+-- ARGV: limit, window (ms), cost, check ('1': decide without counting)
 -- Returns {allowed (0/1), remaining, resetMs, retryAfterMs}. Time is Redis's own, so every instance
 -- agrees on it whatever its clock says.
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local check = ARGV[4] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local index = math.floor(now / window)
@@ -28,6 +29,12 @@ local estimate = previous * weight + current
 if estimate + cost <= limit then
   -- The usual case, a key already counted in this window: its expiry, (index + 2) * window, is already
   -- set and i and p have not changed, so only the count moves (one HINCRBY instead of HSET + PEXPIRE).
+  if check then
+    current = current + cost
+    local reset = 0
+    if current > 0 then reset = 2 * window - elapsed elseif previous > 0 then reset = window - elapsed end
+    return {1, math.max(0, math.floor(limit - previous * weight - current)), reset, 0}
+  end
   if stored == index and current > 0 then
     current = redis.call('HINCRBY', KEYS[1], 'c', cost)
     return {1, math.max(0, math.floor(limit - previous * weight - current)), 2 * window - elapsed, 0}

@@ -26,14 +26,15 @@ export interface RateLimitStore {
   /**
    * Counts `cost` units for `key` under `spec` if they fit in the sliding window, and says whether they
    * did. Atomic: concurrent calls for one key never allow more than `spec.limit` units per window.
-   * A refused request is not counted. `key` already includes the limit's scope.
+   * A refused request is not counted. `key` already includes the limit's scope. `check`: decide
+   * without counting anything (a route with several limits asks each before counting in any).
    */
-  consume(key: string, spec: LimitSpec, cost: number): Promise<Decision>
+  consume(key: string, spec: LimitSpec, cost: number, check?: boolean): Promise<Decision>
   /**
    * `consume` answered at once, for a store that decides without I/O (the memory store): the plugin
    * then spends no promise on the request. Must behave exactly as `consume`.
    */
-  consumeNow?(key: string, spec: LimitSpec, cost: number): Decision
+  consumeNow?(key: string, spec: LimitSpec, cost: number, check?: boolean): Decision
   /** Releases what the store opened (timers, connections it created). */
   close(): Promise<void>
 }

@@ -84,8 +84,17 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     const info = cache.peek<Buffer>(key)
     const stored = info === undefined ? undefined : decodeStored(info.value)
     if (info === undefined || stored === undefined) return key
+    let tags = NO_TAGS
+    if (route.cdn) {
+      try {
+        tags = route.tags(request)
+      } catch {
+        // A tag that cannot be built here is a bypass, decided (and logged) by the full path.
+        return key
+      }
+    }
     ;(request as WithState)[kState] = SERVED
-    serve(request, reply, stored, info, route.cdn ? route.tags(request) : NO_TAGS)
+    serve(request, reply, stored, info, tags)
     return true
   }
 
@@ -176,13 +185,16 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     tags: readonly string[],
   ) {
     const verdict = info.stale ? 'STALE' : 'HIT'
-    reply.headers(stored.headers)
+    // What this request's own hooks already set (a request id, a CORS origin) wins over the stored copy.
+    const headers = stored.headers
+    for (const name in headers) if (!reply.hasHeader(name)) reply.header(name, headers[name])
     reply.header('etag', stored.etag)
     reply.header('age', String(info.ageSeconds))
     reply.header('x-cache', verdict)
     reply.header('cache-status', `larder; hit${info.stale ? '; fwd=stale' : ''}`)
     if (route.cdn) cdnHeaders(reply, tags)
-    if (etagMatches(headerText(request.headers['if-none-match']), stored.etag)) {
+    // Preconditions apply to 2xx responses only (RFC 9110 §13.2.1): a cached redirect or 404 is sent whole.
+    if (stored.status < 300 && etagMatches(headerText(request.headers['if-none-match']), stored.etag)) {
       reply.removeHeader('content-type')
       reply.removeHeader('content-encoding')
       return reply.code(304).send()
@@ -234,7 +246,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     state: LeadState,
   ): Promise<unknown> {
     const { lead } = state
-    const why = refusal(reply, route.isPrivate)
+    const why = refusal(reply, route.isPrivate, route.vary)
     if (why !== undefined) {
       if (reply.statusCode >= 500 && route.staleIfError > 0)
         return standInForError(request, reply, payload, lead, why)
@@ -249,6 +261,8 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
         reply.statusCode === 404 ? route.notFoundCacheControl : route.cacheControl,
       )
     }
+    if (route.varyHeader !== undefined)
+      reply.header('vary', mergeVary(reply.getHeader('vary'), route.varyHeader))
     const etag = String(reply.getHeader('etag') ?? strongEtag(body))
     reply.header('etag', etag)
     const stored: StoredResponse = { status: reply.statusCode, headers: storableHeaders(reply), etag, body }
@@ -288,6 +302,20 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
   }
 
   return { onRequest, onSend }
+}
+
+/** The route's `Vary` added to one the response already has (the compressor's `Accept-Encoding`). */
+function mergeVary(existing: unknown, route: string): string {
+  if (existing === undefined) return route
+  const text = Array.isArray(existing) ? existing.join(', ') : String(existing)
+  const have = new Set(
+    text
+      .toLowerCase()
+      .split(',')
+      .map((name) => name.trim()),
+  )
+  const missing = route.split(', ').filter((name) => !have.has(name))
+  return missing.length === 0 ? text : `${text}, ${missing.join(', ')}`
 }
 
 /**

@@ -8,15 +8,34 @@ export function cacheableStatus(status: number): boolean {
 }
 
 /** Why a response the handler produced is not stored, or undefined when it may be. */
-export function refusal(reply: FastifyReply, allowPrivate: boolean): string | undefined {
+export function refusal(
+  reply: FastifyReply,
+  allowPrivate: boolean,
+  vary: readonly string[],
+): string | undefined {
   if (!cacheableStatus(reply.statusCode)) return `status-${reply.statusCode}`
   if (reply.hasHeader('set-cookie')) return 'set-cookie'
+  if (!variesWithin(reply.getHeader('vary'), vary)) return 'vary'
   const control = String(reply.getHeader('cache-control') ?? '').toLowerCase()
   if (control !== '') {
     if (/(^|[\s,])no-store\b/.test(control)) return 'no-store'
     if (!allowPrivate && /(^|[\s,])private\b/.test(control)) return 'private'
   }
   return undefined
+}
+
+/**
+ * A `Vary` the handler set names only headers the key separates (or `Accept-Encoding`, which the
+ * compressor negotiates per request): otherwise one variant would be served for another.
+ */
+function variesWithin(header: unknown, vary: readonly string[]): boolean {
+  if (header === undefined) return true
+  const names = (Array.isArray(header) ? header.join(',') : String(header)).toLowerCase().split(',')
+  for (const raw of names) {
+    const name = raw.trim()
+    if (name !== '' && name !== 'accept-encoding' && !vary.includes(name)) return false
+  }
+  return true
 }
 
 /** Headers that describe one transfer, not the representation: never stored, never replayed. */

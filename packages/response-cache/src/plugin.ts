@@ -98,7 +98,13 @@ const responseCachePlugin: FastifyPluginAsync<ResponseCacheOptions> = async (fas
   fastify.addHook('onRoute', (routeOptions: RouteOptions) => {
     const config = routeOptions.config?.cache
     if (config === undefined || config === false) return
-    const route = compileRoute(config, defaults, routeOptions.url, fastify.hasReplyDecorator('compress'))
+    const route = compileRoute(
+      config,
+      defaults,
+      routeOptions.url,
+      fastify.hasReplyDecorator('compress'),
+      routeOptions.constraints ?? {},
+    )
     const hooks = routeHooks(route, { fastify, cache, maxEntryBytes, refreshes })
     routeOptions.onRequest = addHooks(routeOptions.onRequest, hooks.onRequest)
     routeOptions.onSend = addHooks(routeOptions.onSend, hooks.onSend)

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { compileTemplate, type EntryOptions, LarderError, parseDuration, validateTags } from '@larder/core'
 import type { FastifyRequest } from 'fastify'
 import type { RouteCacheConfig } from './types.js'
@@ -21,6 +22,10 @@ export interface CompiledRoute {
   cacheControl: string
   /** `cacheControl` for a cached 404, whose TTL is `notFoundTtl`. */
   notFoundCacheControl: string
+  /** The request headers the key separates (lower case). */
+  vary: readonly string[]
+  /** The `Vary` header that tells downstream caches the same, or undefined when it varies on none. */
+  varyHeader: string | undefined
   key(request: FastifyRequest): string | undefined
   tags(request: FastifyRequest): readonly string[]
   entryOptions(tags: readonly string[]): EntryOptions
@@ -65,6 +70,7 @@ export function compileRoute(
   defaults: Partial<RouteCacheConfig>,
   route: string,
   byEncoding: boolean,
+  constraints: RouteConstraints = {},
 ): CompiledRoute {
   if (typeof config !== 'object' || config === null) throw fail(route, 'expected an object or false')
   for (const name of Object.keys(config)) if (!KNOWN.has(name)) throw fail(route, `unknown option '${name}'`)
@@ -91,10 +97,12 @@ export function compileRoute(
   )
   const tags = compileTags(config.tags, route)
   const cdn = config.cdn === true
-  const keyOf = compileKey(route, { vary, query, customKey, privateKey, byEncoding })
+  const keyOf = compileKey(route, { vary, query, customKey, privateKey, byEncoding, constraints })
   const isPrivate = privateKey !== undefined
   const allowsAuthorization = isPrivate || vary.includes('authorization')
   const allowsCookie = isPrivate || vary.includes('cookie')
+  // A response that depends on credentials is for its user's own cache only, never a shared one.
+  const personal = isPrivate || allowsAuthorization || allowsCookie
   return {
     url: route,
     ttl,
@@ -107,14 +115,16 @@ export function compileRoute(
     byEncoding,
     cdn,
     isPrivate,
-    cacheControl: cacheControl({ ttl, staleWhileRevalidate, staleIfError, cdn, isPrivate }),
+    cacheControl: cacheControl({ ttl, staleWhileRevalidate, staleIfError, cdn, isPrivate: personal }),
     notFoundCacheControl: cacheControl({
       ttl: notFoundTtl,
       staleWhileRevalidate,
       staleIfError,
       cdn,
-      isPrivate,
+      isPrivate: personal,
     }),
+    vary,
+    varyHeader: vary.length === 0 ? undefined : vary.join(', '),
     key: keyOf,
     tags,
     entryOptions: (routeTags) => ({ ttl, staleWhileRevalidate, staleIfError, tags: routeTags }),
@@ -148,11 +158,17 @@ function compileKey(
     customKey: ((request: FastifyRequest) => string) | undefined
     privateKey: ((request: FastifyRequest) => string | undefined) | undefined
     byEncoding: boolean
+    constraints: RouteConstraints
   },
 ): (request: FastifyRequest) => string | undefined {
-  const { vary, query, customKey, privateKey, byEncoding } = options
+  const { vary, query, customKey, privateKey, byEncoding, constraints } = options
+  // Routes that share a URL but not a host or version (Fastify constraints) must not share entries.
+  const byHost = constraints.host !== undefined
+  const byVersion = constraints.version !== undefined
   return (request) => {
     let key = `res:${route}`
+    if (byHost) key += `|host=${encode(request.hostname.toLowerCase())}`
+    if (byVersion) key += `|v=${headerValue(request.headers['accept-version'])}`
     if (privateKey !== undefined) {
       const user = privateKey(request)
       if (typeof user !== 'string' || user.length === 0) return undefined
@@ -160,7 +176,11 @@ function compileKey(
     }
     if (customKey !== undefined) key += `|k=${customKey(request)}`
     else key += `|${paramsPart(request.params)}?${queryPart(request.query, query)}`
-    for (const name of vary) key += `|${name}=${headerValue(request.headers[name])}`
+    for (const name of vary) {
+      const value = headerValue(request.headers[name])
+      // Credentials are keyed by a digest: a key name is visible to anyone who can SCAN, and is logged.
+      key += `|${name}=${CREDENTIALS.has(name) && value !== '' ? digest(value) : value}`
+    }
     if (byEncoding) key += `|ae=${normalizeEncoding(request.headers['accept-encoding'])}`
     return key
   }
@@ -178,6 +198,17 @@ function paramsPart(params: unknown): string {
 }
 
 const URI_SAFE = /^[\w.~-]*$/
+const CREDENTIALS = new Set(['authorization', 'cookie'])
+
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('base64url')
+}
+
+/** The route's Fastify constraints, of which host and version change what a URL means. */
+export interface RouteConstraints {
+  host?: unknown
+  version?: unknown
+}
 
 /** `encodeURIComponent`, skipped for the usual id or slug that it would return unchanged. */
 function encode(text: string): string {
@@ -197,7 +228,13 @@ function queryPart(query: unknown, allow: readonly string[] | undefined): string
     .map((name) => {
       const value = (query as Record<string, unknown>)[name]
       const values = Array.isArray(value) ? value : [value]
-      return values.map((v) => `${encodeURIComponent(name)}=${encodeURIComponent(String(v))}`).join('&')
+      // A parser that builds objects (?filter[owner]=alice) must not key them all as "[object Object]".
+      return values
+        .map(
+          (v) =>
+            `${encodeURIComponent(name)}=${encodeURIComponent(typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))}`,
+        )
+        .join('&')
     })
     .join('&')
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { Cache, CacheEntryInfo, LoaderContext } from '@larder/core'
 import type {
   FastifyInstance,
@@ -252,8 +252,9 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
         return standInForError(request, reply, payload, lead, why)
       return bypass(reply, lead, why, payload)
     }
-    const body = await bodyBytes(payload, reply)
+    const body = await bodyBytes(payload, reply, maxEntryBytes)
     if (body === undefined) return bypass(reply, lead, 'stream', payload)
+    if (!Buffer.isBuffer(body)) return bypass(reply, lead, 'too-large', body)
     if (body.length > maxEntryBytes) return bypass(reply, lead, 'too-large', body)
     if (!reply.hasHeader('cache-control')) {
       reply.header(
@@ -354,17 +355,37 @@ function headerText(value: string | string[] | undefined): string | undefined {
  * The serialized body as bytes. Streams are not cached, except the one @fastify/compress makes of a
  * body it compressed (recognised by the Content-Encoding it set): that is read whole and stored.
  */
-async function bodyBytes(payload: unknown, reply: FastifyReply): Promise<Buffer | undefined> {
+/**
+ * The body as bytes, or undefined for a stream that is not a compressed body. A compressed body (a
+ * stream once @fastify/compress ran) is read up to `limit` bytes: past that it is handed on as a
+ * stream of what was read and the rest, so a large or endless body is never held whole in memory.
+ */
+async function bodyBytes(
+  payload: unknown,
+  reply: FastifyReply,
+  limit: number,
+): Promise<Buffer | Readable | undefined> {
   if (payload === null || payload === undefined) return Buffer.alloc(0)
   if (Buffer.isBuffer(payload)) return payload
   if (typeof payload === 'string') return Buffer.from(payload)
-  if (isReadable(payload) && reply.hasHeader('content-encoding')) {
-    const chunks: Buffer[] = []
-    for await (const chunk of payload)
-      chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string))
-    return Buffer.concat(chunks)
+  if (!isReadable(payload) || !reply.hasHeader('content-encoding')) return undefined
+  const chunks: Buffer[] = []
+  let size = 0
+  const iterator = payload[Symbol.asyncIterator]()
+  for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as string)
+    chunks.push(chunk)
+    size += chunk.length
+    if (size > limit) return Readable.from(rest(chunks, iterator))
   }
-  return undefined
+  return Buffer.concat(chunks)
+}
+
+async function* rest(read: Buffer[], iterator: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
+  yield* read
+  for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+    yield Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as string)
+  }
 }
 
 function isReadable(value: unknown): value is Readable {

@@ -1,3 +1,7 @@
+import { randomBytes } from 'node:crypto'
+import { get as httpGet } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib'
 import compress from '@fastify/compress'
@@ -263,3 +267,54 @@ for (const compressFirst of [true, false]) {
     },
   )
 }
+
+t.test(
+  'a handler stream compressed before the cache is not held whole: the response starts past maxEntryBytes',
+  async (t) => {
+    const prefix = uniquePrefix('rc-compress-stream')
+    const fastify = Fastify()
+    t.teardown(() => fastify.close())
+    await fastify.register(compress, { global: true })
+    await fastify.register(responseCache, { redis: sharedRedisUrl, prefix, maxEntryBytes: 64 * 1024 })
+    let responded = (): void => {}
+    const clientHasHeaders = new Promise<void>((resolve) => (responded = resolve))
+    // Random bytes do not compress: 256 KiB of them exceed maxEntryBytes once gzipped. The stream then
+    // waits for the client to see the response before it ends, which it can only do if the cache has
+    // let the response start instead of reading the whole body first.
+    fastify.get('/export', { config: { cache: { ttl: '1m' } } }, (_request, reply) => {
+      reply.type('application/octet-stream')
+      return Readable.from(
+        (async function* () {
+          for (let i = 0; i < 8; i++) yield randomBytes(32 * 1024)
+          await clientHasHeaders
+          yield Buffer.from('end')
+        })(),
+      )
+    })
+    await fastify.listen({ port: 0, host: '127.0.0.1' })
+    const { port } = fastify.server.address() as AddressInfo
+    const body = await new Promise<{ cache: string | undefined; bytes: number }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no response: the body was being read whole')), 5_000)
+      httpGet(
+        { host: '127.0.0.1', port, path: '/export', headers: { 'accept-encoding': 'gzip' } },
+        (response) => {
+          responded()
+          const chunks: Buffer[] = []
+          response.on('data', (chunk: Buffer) => chunks.push(chunk))
+          response.on('end', () => {
+            clearTimeout(timer)
+            resolve({
+              cache: response.headers['x-cache'] as string | undefined,
+              bytes: gunzipSync(Buffer.concat(chunks)).length,
+            })
+          })
+        },
+      ).on('error', reject)
+    })
+    t.equal(body.cache, 'BYPASS', 'not stored (over maxEntryBytes)')
+    t.equal(body.bytes, 8 * 32 * 1024 + 3, 'and every byte arrived, in order')
+    const redis = new Redis(sharedRedisUrl)
+    await cleanupPrefix(redis, prefix)
+    await redis.quit()
+  },
+)

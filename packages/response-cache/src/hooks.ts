@@ -15,7 +15,14 @@ import { decodeStored, encodeStored, type StoredResponse, strongEtag } from './s
 
 /** What a cached route decided for one request. */
 type State = { mode: 'served' } | { mode: 'bypass'; reason: string } | LeadState
-type LeadState = { mode: 'lead'; lead: Lead; tags: readonly string[]; done: boolean }
+type LeadState = {
+  mode: 'lead'
+  lead: Lead
+  tags: readonly string[]
+  done: boolean
+  /** Headers set before the cache's hook (a request id, a CORS origin): set again on every hit, never stored. */
+  hookHeaders: readonly string[]
+}
 
 export const kState = Symbol('larder.responseCache')
 const SERVED: State = { mode: 'served' }
@@ -185,9 +192,9 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
     tags: readonly string[],
   ) {
     const verdict = info.stale ? 'STALE' : 'HIT'
-    // What this request's own hooks already set (a request id, a CORS origin) wins over the stored copy.
-    const headers = stored.headers
-    for (const name in headers) if (!reply.hasHeader(name)) reply.header(name, headers[name])
+    // Headers that hooks before this one set (a request id, a CORS origin) were not stored (see hold),
+    // so the ones this request's hooks just set stand.
+    reply.headers(stored.headers)
     reply.header('etag', stored.etag)
     reply.header('age', String(info.ageSeconds))
     reply.header('x-cache', verdict)
@@ -266,7 +273,12 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
       reply.header('vary', mergeVary(reply.getHeader('vary'), route.varyHeader))
     const etag = String(reply.getHeader('etag') ?? strongEtag(body))
     reply.header('etag', etag)
-    const stored: StoredResponse = { status: reply.statusCode, headers: storableHeaders(reply), etag, body }
+    const stored: StoredResponse = {
+      status: reply.statusCode,
+      headers: storableHeaders(reply, state.hookHeaders),
+      etag,
+      body,
+    }
     lead.commit(encodeStored(stored), reply.statusCode === 404 ? route.notFoundTtl : undefined)
     reply.header('age', '0')
     reply.header('x-cache', 'MISS')
@@ -325,7 +337,13 @@ function mergeVary(existing: unknown, route: string): string {
  * would cost every hit two listeners and two hook runs.
  */
 function hold(request: WithState, reply: FastifyReply, lead: Lead, tags: readonly string[]): void {
-  const state: LeadState = { mode: 'lead', lead, tags, done: false }
+  const state: LeadState = {
+    mode: 'lead',
+    lead,
+    tags,
+    done: false,
+    hookHeaders: Object.keys(reply.getHeaders()),
+  }
   request[kState] = state
   reply.raw.once('close', () => {
     if (state.done) return

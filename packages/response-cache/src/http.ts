@@ -54,10 +54,14 @@ const NOT_STORED = new Set([
   'x-cache',
 ])
 
-export function storableHeaders(reply: FastifyReply): Record<string, string | string[]> {
+/** The response's headers worth storing; `perRequest`: names set per request by earlier hooks. */
+export function storableHeaders(
+  reply: FastifyReply,
+  perRequest: readonly string[] = [],
+): Record<string, string | string[]> {
   const stored: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(reply.getHeaders())) {
-    if (value === undefined || NOT_STORED.has(name)) continue
+    if (value === undefined || NOT_STORED.has(name) || perRequest.includes(name)) continue
     stored[name] = typeof value === 'number' ? String(value) : value
   }
   return stored

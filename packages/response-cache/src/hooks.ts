@@ -215,7 +215,15 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
    */
   const onSend: onSendHookHandler = function larderCacheStore(request, reply, payload, done) {
     const state = (request as WithState)[kState]
-    if (state === null || state.mode === 'served') return done(null, payload)
+    if (state === null) {
+      // Answered before the cache's hook ran (a route hook that replied, say): still say so.
+      if (!reply.hasHeader('x-cache')) {
+        reply.header('x-cache', 'BYPASS')
+        reply.header('cache-status', 'larder; fwd=bypass; detail=not-reached')
+      }
+      return done(null, payload)
+    }
+    if (state.mode === 'served') return done(null, payload)
     if (state.mode === 'bypass') {
       if (!reply.hasHeader('x-cache')) {
         reply.header('x-cache', 'BYPASS')

@@ -161,3 +161,27 @@ t.test('If-None-Match never turns a cached redirect or 404 into a 304', async (t
     t.equal((await get(fastify, url, { 'if-none-match': '*' })).statusCode, first.statusCode, `${url}: * too`)
   }
 })
+
+t.test("a response sent before the cache's hook ran still carries Cache-Status", async (t) => {
+  const { fastify } = await app(t, 'iso-early')
+  let calls = 0
+  fastify.get(
+    '/guarded',
+    {
+      onRequest: async (request, reply) => {
+        if (request.headers['x-token'] !== 'ok') await reply.code(401).send('no')
+      },
+      config: { cache: { ttl: '1m' } },
+    },
+    () => {
+      calls++
+      return 'secret'
+    },
+  )
+  const refused = await get(fastify, '/guarded')
+  t.equal(refused.statusCode, 401)
+  t.equal(refused.headers['x-cache'], 'BYPASS', 'X-Cache says it was not cached')
+  t.match(refused.headers['cache-status'], /^larder; fwd=bypass; detail=not-reached$/, 'and Cache-Status why')
+  t.equal((await get(fastify, '/guarded', { 'x-token': 'ok' })).headers['x-cache'], 'MISS', 'allowed: a miss')
+  t.equal(calls, 1)
+})

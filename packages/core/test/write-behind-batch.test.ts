@@ -4,6 +4,7 @@ import { createCache, createWriteBehind } from '@larder/core'
 import { sharedRedis, sharedRedisUrl, startRedisServer, waitFor } from '@larder/test-support'
 import t, { type Test } from 'tap'
 import { flushInto, testDatabases } from './fixtures/databases.js'
+import { drained } from './fixtures/drained.js'
 
 const { redis, prefix } = sharedRedis(t)
 const databases = testDatabases()
@@ -54,7 +55,7 @@ for (const db of databases) {
       )
       t.same(await redis.hget(`${p}item:7`, 'v'), JSON.stringify(last(7)), 'Redis holds the last value')
 
-      await waitFor(async () => (await writer.stats()).lag === 0, {
+      await drained(writer, {
         timeout: 10_000,
         message: 'never flushed',
       })
@@ -111,7 +112,7 @@ t.test('a batch whose script fails rejects every write in it, and caches none of
   await writer.write('ok', 1)
   // The stream replaced by a string: the script's first XADD fails with WRONGTYPE.
   const stream = `${p}{wb:broken}`
-  await waitFor(async () => (await writer.stats()).lag === 0)
+  await drained(writer)
   await redis.del(stream)
   await redis.set(stream, 'not a stream')
   t.teardown(() => redis.del(stream))
@@ -196,6 +197,6 @@ t.test('a consumer acknowledging ahead of an older pending batch: lag stays exac
   t.equal((await fast.stats()).lag, 10, 'the lag counts only the 10 writes still held by the slow consumer')
 
   release()
-  await waitFor(async () => (await fast.stats()).lag === 0, { message: 'never drained' })
+  await drained(fast, { message: 'never drained' })
   t.equal(await redis.xlen(`${p}{wb:ahead}`), 0, 'and the stream is empty once they are flushed')
 })

@@ -3,6 +3,7 @@ import { startRedisCluster, uniquePrefix, waitFor } from '@larder/test-support'
 import { Cluster } from 'ioredis'
 import t from 'tap'
 import { flushInto, postgres } from './fixtures/databases.js'
+import { drained } from './fixtures/drained.js'
 
 // On a Cluster the entry and the stream are in different slots: write-behind records first, then caches.
 
@@ -37,7 +38,7 @@ t.test(
     await waitFor(async () => (await table.rows()).size === 40, { message: 'not all flushed' })
     const rows = await table.rows()
     t.equal(rows.get('item:7'), '{"i":7}', 'the database has every write')
-    await waitFor(async () => (await writer.stats()).lag === 0, { message: 'never acknowledged' })
+    await drained(writer, { message: 'never acknowledged' })
     t.equal((await writer.stats()).lag, 0, 'and nothing waits in the stream')
   },
 )

@@ -4,6 +4,7 @@ import { runNodeScript, sharedRedis, sharedRedisUrl, waitFor } from '@larder/tes
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { flushInto, testDatabases } from './fixtures/databases.js'
+import { drained } from './fixtures/drained.js'
 
 const childFile = fileURLToPath(new URL('./fixtures/write-behind-child.ts', import.meta.url))
 const { redis, prefix } = sharedRedis(t)
@@ -78,7 +79,7 @@ for (const db of databases) {
             open()
           }
         }
-        await waitFor(async () => (await writerA.stats()).lag === 0, {
+        await drained(writerA, {
           timeout: 15_000,
           message: 'stream never drained',
         })
@@ -141,7 +142,7 @@ for (const db of databases) {
           ),
           'every write of the dead process is in the database',
         )
-        await waitFor(async () => (await writer.stats()).lag === 0, { message: 'never acknowledged' })
+        await drained(writer, { message: 'never acknowledged' })
         t.equal((await writer.stats()).lag, 0, 'and acknowledged: nothing waits any more')
       },
     )
@@ -185,7 +186,7 @@ for (const db of databases) {
         t.ok(Math.max(lagSeen, during.lag) > 0, 'the waiting writes show as lag')
         t.equal(during.deadLettered, 0, 'nothing was dead-lettered')
         await up()
-        await waitFor(async () => (await writer.stats()).lag === 0, {
+        await drained(writer, {
           timeout: 10_000,
           message: 'never caught up',
         })

@@ -223,11 +223,13 @@ abstract class Flusher<T> {
         before === undefined
           ? this.record(k, key, value, entryOptions, encoded)
           : before.then(() => this.record(k, key, value, entryOptions, encoded))
-      const settled = write.then(noop, noop)
-      this.inFlight.set(k, settled)
-      settled.then(() => {
-        if (this.inFlight.get(k) === settled) this.inFlight.delete(k)
-      })
+      const inFlight = this.inFlight
+      // Settled either way, and then no longer the key's latest unless a later write took its place.
+      const settled: Promise<void> = write.then(release, release)
+      function release(): void {
+        if (inFlight.get(k) === settled) inFlight.delete(k)
+      }
+      inFlight.set(k, settled)
       return write
     } catch (error) {
       return Promise.reject(error)
@@ -391,7 +393,6 @@ const FIELD_V = 0x76
 
 /** Creates the group and the stream unless the group exists (BUSYGROUP). */
 const CREATE_GROUP = "return redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')"
-const noop = (): void => {}
 
 const luaSource = (file: string): string => readFileSync(new URL(file, import.meta.url), 'utf8')
 

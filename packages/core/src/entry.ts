@@ -35,6 +35,11 @@ export function shouldRefreshEarly(entry: Entry, now: number): boolean {
   return now - entry.loadMs * entry.earlyRefresh * Math.log(Math.random()) >= entry.freshUntil
 }
 
+/** How long a value lives as fresh: `null` and `undefined` (negative caching) for `negativeTtl` only. */
+export function entryTtl(value: unknown, options: ResolvedEntryOptions): number {
+  return value === null || value === undefined ? options.negativeTtl : options.ttl
+}
+
 /** The entry of a value written now (`at.now`, this process's clock) with `at.ttl` to live. */
 export function writtenEntry(
   value: unknown,

@@ -1,6 +1,6 @@
 import { type Encoded, encode } from './codec.js'
 import { parseDuration } from './duration.js'
-import { type Entry, shouldRefreshEarly, writtenEntry } from './entry.js'
+import { type Entry, entryTtl, shouldRefreshEarly, writtenEntry } from './entry.js'
 import { LarderError } from './errors.js'
 import type { MemoryTier } from './memory-tier.js'
 import { type ResolvedCacheOptions, type ResolvedEntryOptions, resolveEntryOptions } from './options.js'
@@ -307,8 +307,7 @@ export class ReadThrough {
     write: { loadMs: number; token: string; born: number; tagVersions?: string[] | null },
   ): Promise<Entry> {
     const { l1, l2 } = this.#deps
-    const negative = value === null || value === undefined
-    const ttl = negative ? options.negativeTtl : options.ttl
+    const ttl = entryTtl(value, options)
     const entry = writtenEntry(value, options, encoded.bytes, {
       ttl,
       loadMs: write.loadMs,

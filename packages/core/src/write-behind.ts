@@ -7,6 +7,7 @@ import type { Cluster, Redis } from 'ioredis'
 import type { Cache } from './cache.js'
 import { decode, type Encoded, encode } from './codec.js'
 import { type Duration, optionalDuration } from './duration.js'
+import { entryTtl } from './entry.js'
 import { LarderError } from './errors.js'
 import { cacheKey } from './keys.js'
 import { invalid, type ResolvedEntryOptions, rejectUnknown, resolveEntryOptions } from './options.js'
@@ -475,7 +476,7 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
   }
 
   record(k: string, key: string, value: T, options: ResolvedEntryOptions, encoded: Encoded): Promise<void> {
-    const ttl = value === null || value === undefined ? options.negativeTtl : options.ttl
+    const ttl = entryTtl(value, options)
     if (ttl === 0) return this.#recordUncached(key, encoded)
     if (this.#isCluster) return this.#recordOne(k, key, value, options, encoded)
     const writeThrough = this.writer.writeThrough

@@ -1,6 +1,6 @@
 import diagnostics from 'node:diagnostics_channel'
 import { type Encoded, encode } from './codec.js'
-import { writtenEntry } from './entry.js'
+import { entryTtl, writtenEntry } from './entry.js'
 import { cacheKey } from './keys.js'
 import type { MemoryTier } from './memory-tier.js'
 import {
@@ -126,7 +126,7 @@ export class WriteThrough {
     via?: RedisWrite,
   ): Promise<void> {
     const { l1, l2, bus } = this.#deps
-    const ttl = value === null || value === undefined ? options.negativeTtl : options.ttl
+    const ttl = entryTtl(value, options)
     if (ttl === 0) {
       // Not cached at all (negativeTtl 0): the old value must go.
       await this.#deps.remove(rawKey)

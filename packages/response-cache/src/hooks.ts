@@ -8,7 +8,7 @@ import type {
   onRequestHookHandler,
   onSendHookHandler,
 } from 'fastify'
-import { etagMatches, refusal, storableHeaders } from './http.js'
+import { etagMatches, refusal, storableHeaders, withVary } from './http.js'
 import { type Lead, type Lookup, lookup, NotCacheable } from './lookup.js'
 import type { CompiledRoute } from './route.js'
 import { decodeStored, encodeStored, type StoredResponse, strongEtag } from './stored-response.js'
@@ -277,8 +277,7 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
         reply.statusCode === 404 ? route.notFoundCacheControl : route.cacheControl,
       )
     }
-    if (route.varyHeader !== undefined)
-      reply.header('vary', mergeVary(reply.getHeader('vary'), route.varyHeader))
+    if (route.vary.length > 0) reply.header('vary', withVary(reply.getHeader('vary'), route.vary))
     const etag = String(reply.getHeader('etag') ?? strongEtag(body))
     reply.header('etag', etag)
     const stored: StoredResponse = {
@@ -323,20 +322,6 @@ export function routeHooks(route: CompiledRoute, context: HookContext) {
   }
 
   return { onRequest, onSend }
-}
-
-/** The route's `Vary` added to one the response already has (the compressor's `Accept-Encoding`). */
-function mergeVary(existing: unknown, route: string): string {
-  if (existing === undefined) return route
-  const text = Array.isArray(existing) ? existing.join(', ') : String(existing)
-  const have = new Set(
-    text
-      .toLowerCase()
-      .split(',')
-      .map((name) => name.trim()),
-  )
-  const missing = route.split(', ').filter((name) => !have.has(name))
-  return missing.length === 0 ? text : `${text}, ${missing.join(', ')}`
 }
 
 /**

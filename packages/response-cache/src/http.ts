@@ -29,13 +29,26 @@ export function refusal(
  * compressor negotiates per request): otherwise one variant would be served for another.
  */
 function variesWithin(header: unknown, vary: readonly string[]): boolean {
-  if (header === undefined) return true
-  const names = (Array.isArray(header) ? header.join(',') : String(header)).toLowerCase().split(',')
-  for (const raw of names) {
-    const name = raw.trim()
-    if (name !== '' && name !== 'accept-encoding' && !vary.includes(name)) return false
-  }
-  return true
+  return varyNames(header).every((name) => name === 'accept-encoding' || vary.includes(name))
+}
+
+/** The route's `vary` headers added to the `Vary` the response already has (the compressor's, say). */
+export function withVary(header: unknown, vary: readonly string[]): string {
+  const have = varyNames(header)
+  const missing = vary.filter((name) => !have.includes(name))
+  if (header === undefined) return missing.join(', ')
+  const text = Array.isArray(header) ? header.join(', ') : String(header)
+  return missing.length === 0 ? text : `${text}, ${missing.join(', ')}`
+}
+
+/** The header names a `Vary` value lists, in lower case. */
+function varyNames(header: unknown): string[] {
+  if (header === undefined) return []
+  return (Array.isArray(header) ? header.join(',') : String(header))
+    .toLowerCase()
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '')
 }
 
 /** Headers that describe one transfer, not the representation: never stored, never replayed. */

@@ -24,8 +24,6 @@ export interface CompiledRoute {
   notFoundCacheControl: string
   /** The request headers the key separates (lower case). */
   vary: readonly string[]
-  /** The `Vary` header that tells downstream caches the same, or undefined when it varies on none. */
-  varyHeader: string | undefined
   key(request: FastifyRequest): string | undefined
   tags(request: FastifyRequest): readonly string[]
   entryOptions(tags: readonly string[]): EntryOptions
@@ -124,7 +122,6 @@ export function compileRoute(
       isPrivate: personal,
     }),
     vary,
-    varyHeader: vary.length === 0 ? undefined : vary.join(', '),
     key: keyOf,
     tags,
     entryOptions: (routeTags) => ({ ttl, staleWhileRevalidate, staleIfError, tags: routeTags }),

@@ -26,6 +26,7 @@ export type LimiterKind =
   | 'larder-memory'
   | 'larder-redis'
   | 'tutorial-zset'
+  | 'headers-only'
 
 /** What a limiter server adds to `stopped`: Larder's counters, where Larder is the limiter. */
 export interface LimiterCounters {
@@ -49,6 +50,7 @@ export const LIMITER_HEADER: Record<LimiterKind, string | undefined> = {
   'larder-memory': 'ratelimit',
   'larder-redis': 'ratelimit',
   'tutorial-zset': 'x-ratelimit-remaining',
+  'headers-only': 'ratelimit',
 }
 
 const kind = process.env.BENCH_LIMITER as LimiterKind
@@ -119,6 +121,18 @@ async function build(): Promise<{ fastify: FastifyInstance; redis?: Redis }> {
       redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
       tutorialLimiter(fastify, redis)
       break
+    case 'headers-only': {
+      // The least any limiter sending the draft headers can cost: one callback hook that sets both
+      // (values made once), with no key, no count and no decision. A reference, not a limiter.
+      const policy = `"default";q=${LIMIT};w=${WINDOW_MS / 1000}`
+      const state = `"default";r=${LIMIT - 1};t=${WINDOW_MS / 1000}`
+      fastify.addHook('onRequest', (_request, reply, done) => {
+        reply.header('ratelimit-policy', policy)
+        reply.header('ratelimit', state)
+        done()
+      })
+      break
+    }
     default:
       throw new Error(`unknown BENCH_LIMITER ${String(kind)}`)
   }

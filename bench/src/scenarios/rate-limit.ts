@@ -11,6 +11,11 @@ const LIMITERS: ReadonlyArray<{ kind: LimiterKind; label: string; name: string }
   { kind: 'larder-memory', label: 'd', name: '**Larder, memory store** (sliding window)' },
   { kind: 'larder-redis', label: 'e', name: '**Larder, Redis store** (sliding window)' },
   { kind: 'tutorial-zset', label: 'f', name: 'tutorial sorted-set sliding window (MULTI per request)' },
+  {
+    kind: 'headers-only',
+    label: 'g',
+    name: 'a hook that only sets the two draft headers (the least any limiter can cost; not a limiter)',
+  },
 ]
 
 const timing = {
@@ -127,6 +132,13 @@ function rows(limiters: typeof LIMITERS, measured: ReadonlyMap<LimiterKind, Limi
       target: `≥ ${REDIS_TARGET.toFixed(2)}`,
       vsTarget: ratio(value / REDIS_TARGET),
       verdict: verdict(value >= REDIS_TARGET),
+    })
+  }
+  if (has('headers-only') && has('fastify-memory')) {
+    out.push({
+      scenario: title,
+      subject: 'the most any limiter sending the draft headers can reach (g / b)',
+      figure: `**${(rate('headers-only') / rate('fastify-memory')).toFixed(3)}**`,
     })
   }
   return out

@@ -13,35 +13,35 @@ export interface CounterState {
 
 /**
  * The previous window's count weighs by how much of it the sliding window still covers, so a burst at
- * the end of one window still counts at the start of the next (no 2× burst at the edge).
+ * the end of one window still counts at the start of the next (no 2× burst at the edge). `state` is
+ * brought to the current window, and takes the cost when `commit` and the request fits: the memory
+ * store keeps one object per key instead of making one per request.
  */
 export function consumeCounter(
-  state: CounterState | undefined,
+  state: CounterState,
   now: number,
   spec: LimitSpec,
   cost: number,
-): { decision: Decision; state: CounterState | undefined } {
+  commit = true,
+): Decision {
   const { limit, window } = spec
   const index = Math.floor(now / window)
   const elapsed = now - index * window
-  let current = 0
-  let previous = 0
-  if (state !== undefined) {
-    if (state.index >= index) {
-      current = state.current
-      previous = state.previous
-    } else if (state.index === index - 1) previous = state.current
+  if (state.index < index) {
+    state.previous = state.index === index - 1 ? state.current : 0
+    state.current = 0
+    state.index = index
   }
+  const { current, previous } = state
   const weight = (window - elapsed) / window
   const estimate = previous * weight + current
   if (estimate + cost <= limit) {
-    current += cost
-    const remaining = Math.max(0, Math.floor(limit - previous * weight - current))
-    const resetMs = current > 0 ? 2 * window - elapsed : previous > 0 ? window - elapsed : 0
-    return {
-      decision: { allowed: true, remaining, resetMs, retryAfterMs: 0 },
-      state: { index, current, previous },
-    }
+    // A check answers as if the cost were counted.
+    const counted = current + cost
+    if (commit) state.current = counted
+    const remaining = Math.max(0, Math.floor(limit - previous * weight - counted))
+    const resetMs = counted > 0 ? 2 * window - elapsed : previous > 0 ? window - elapsed : 0
+    return { allowed: true, remaining, resetMs, retryAfterMs: 0 }
   }
   let retryAfterMs: number
   if (cost > limit) retryAfterMs = window
@@ -52,15 +52,11 @@ export function consumeCounter(
     // Only in the next window, once this window's count (then the previous one) weighs little enough.
     retryAfterMs = Math.ceil(window - elapsed + window * (1 - (limit - cost) / current))
   }
-  const resetMs = current > 0 ? 2 * window - elapsed : window - elapsed
   return {
-    decision: {
-      allowed: false,
-      remaining: Math.max(0, Math.floor(limit - estimate)),
-      resetMs,
-      retryAfterMs: Math.max(1, retryAfterMs),
-    },
-    state,
+    allowed: false,
+    remaining: Math.max(0, Math.floor(limit - estimate)),
+    resetMs: current > 0 ? 2 * window - elapsed : window - elapsed,
+    retryAfterMs: Math.max(1, retryAfterMs),
   }
 }
 

@@ -11,27 +11,28 @@ export interface MemoryStoreOptions {
   pruneInterval?: number
 }
 
-type State = CounterState | number[]
+/** One key's counts, and when they have all left the window (then the key is idle). */
+interface Held extends CounterState {
+  expiresAt: number
+  /** The sliding log's unit times; the counter uses the CounterState fields. */
+  times: number[] | undefined
+}
 
 /**
  * Counts in this process only. Bounded: at most `maxKeys` keys, and a key is dropped once its counts
- * have all left the window (its TTL), so idle clients cost nothing.
+ * have all left the window, so idle clients cost nothing. A key's counts live in one object updated in
+ * place: a request allocates only its decision.
  */
 export class MemoryStore implements RateLimitStore {
   readonly #now: () => number
-  readonly #states: LRUCache<string, State>
+  readonly #states: LRUCache<string, Held>
   readonly #timer: NodeJS.Timeout | undefined
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now
-    const now = this.#now
-    this.#states = new LRUCache<string, State>({
-      max: options.maxKeys ?? 10_000,
-      ttlAutopurge: false,
-      ttlResolution: 0,
-      // lru-cache judges TTLs on this clock, so a fake clock expires keys too.
-      perf: { now },
-    })
+    // Expiry is the store's own (expiresAt, checked on use and by prune): lru-cache's TTLs would read
+    // the clock twice more per request.
+    this.#states = new LRUCache<string, Held>({ max: options.maxKeys ?? 10_000 })
     const interval = options.pruneInterval ?? 60_000
     if (interval > 0) {
       this.#timer = setInterval(() => this.prune(), interval)
@@ -39,14 +40,17 @@ export class MemoryStore implements RateLimitStore {
     }
   }
 
-  /** Keys held now (expired ones count until `prune()` or their next use). */
+  /** Keys held now (idle ones count until `prune()` or their next use). */
   get size(): number {
     return this.#states.size
   }
 
   /** Drops every key whose counts have all left their window. */
   prune(): void {
-    this.#states.purgeStale()
+    const now = this.#now()
+    const idle: string[] = []
+    for (const [key, held] of this.#states.entries()) if (held.expiresAt <= now) idle.push(key)
+    for (const key of idle) this.#states.delete(key)
   }
 
   consume(key: string, spec: LimitSpec, cost: number, check = false): Promise<Decision> {
@@ -56,22 +60,32 @@ export class MemoryStore implements RateLimitStore {
   /** `consume` without the promise. */
   consumeNow(key: string, spec: LimitSpec, cost: number, check = false): Decision {
     const now = this.#now()
-    const stored = this.#states.get(key)
+    let held = this.#states.get(key)
+    if (held !== undefined && held.expiresAt <= now) {
+      // Idle: as if it were new.
+      held.index = Number.NEGATIVE_INFINITY
+      held.current = 0
+      held.previous = 0
+      held.times = undefined
+    }
+    const fresh = held === undefined
+    if (held === undefined) {
+      held = { index: Number.NEGATIVE_INFINITY, current: 0, previous: 0, times: undefined, expiresAt: 0 }
+    }
+    let decision: Decision
     if (spec.algorithm === 'sliding-log') {
-      const log = Array.isArray(stored) ? stored : undefined
-      const { decision, times } = consumeLog(log, now, spec, cost, !check)
-      if (!check) this.#keep(key, times, decision.resetMs)
+      const result = consumeLog(held.times, now, spec, cost, !check)
+      held.times = result.times
+      decision = result.decision
+    } else decision = consumeCounter(held, now, spec, cost, !check)
+    if (check) return decision
+    if (decision.resetMs <= 0) {
+      if (!fresh) this.#states.delete(key)
       return decision
     }
-    const previous = stored === undefined || Array.isArray(stored) ? undefined : stored
-    const { decision, state } = consumeCounter(previous, now, spec, cost)
-    if (!check && (state !== previous || decision.allowed)) this.#keep(key, state, decision.resetMs)
+    held.expiresAt = now + decision.resetMs
+    if (fresh) this.#states.set(key, held)
     return decision
-  }
-
-  #keep(key: string, state: State | undefined, ttl: number): void {
-    if (state === undefined || ttl <= 0) this.#states.delete(key)
-    else this.#states.set(key, state, { ttl })
   }
 
   close(): Promise<void> {

@@ -166,7 +166,11 @@ export interface ServerBench<Kind extends string, Stopped extends object, Extra 
   env(kind: Kind): Record<string, string>
   /** More node flags for the children. */
   flags?: readonly string[]
-  timing: { warmupS: number; runs: number; runS: number }
+  /**
+   * `processes` servers per kind (default 1), each measured `runs` times: a process's JIT and memory
+   * layout make it faster or slower for its whole life, so one process per kind is a draw of one.
+   */
+  timing: { warmupS: number; runs: number; runS: number; processes?: number }
   /** Loads the server on `port` for `seconds`. */
   load(port: number, kind: Kind, seconds: number): Promise<Load>
   /** The scenario's own figures per server, and how a measured run's `stopped` adds to them. */
@@ -175,9 +179,10 @@ export interface ServerBench<Kind extends string, Stopped extends object, Extra 
 }
 
 /**
- * Starts one child per kind (one at a time: starting them together on 2 cores can time Redis calls
- * out), warms each for `warmupS`, then measures `runs` rounds of every server, each round starting one
- * server further, and closes them. Returns each server's runs (their medians are the scenario's).
+ * Starts `processes` children per kind (one at a time: starting them together on 2 cores can time
+ * Redis calls out), warms each for `warmupS`, then measures `runs` rounds of every server, each round
+ * starting one server further, and closes them. Returns each kind's runs, from all its processes
+ * (their medians are the scenario's).
  */
 export async function measureServers<Kind extends string, Stopped extends object, Extra extends object>(
   bench: ServerBench<Kind, Stopped, Extra>,
@@ -185,8 +190,12 @@ export async function measureServers<Kind extends string, Stopped extends object
   const { timing } = bench
   const servers: ChildServer<Kind, Stopped>[] = []
   try {
-    for (const kind of bench.kinds) {
-      servers.push(await startChild<Kind, Stopped>(bench.script, kind, bench.env(kind), bench.flags ?? []))
+    const processes = timing.processes ?? 1
+    // Interleaved by kind (a b c a b c), so the rounds spread each kind's processes over the run.
+    for (let p = 0; p < processes; p++) {
+      for (const kind of bench.kinds) {
+        servers.push(await startChild<Kind, Stopped>(bench.script, kind, bench.env(kind), bench.flags ?? []))
+      }
     }
     const measured = new Map<Kind, Measured & Extra>(
       bench.kinds.map((kind) => [
@@ -232,5 +241,16 @@ export async function measureServers<Kind extends string, Stopped extends object
     return measured
   } finally {
     await closeAll(servers)
+  }
+}
+
+/** Every run of every server, in the order measured (`BENCH_HTTP_DEBUG=1`). */
+export function printRuns(measured: ReadonlyMap<string, Measured>): void {
+  const list = (values: number[], digits: number) => values.map((v) => v.toFixed(digits)).join(' ')
+  for (const [kind, m] of measured) {
+    console.log(
+      `\n${kind}: req/s ${list(m.rates, 0)}; server µs/req ${list(m.cpuPerRequest, 1)}; ` +
+        `server busy ${list(m.busy, 2)}; client busy ${list(m.clientBusy, 2)}; ${m.requests} requests`,
+    )
   }
 }

@@ -33,7 +33,7 @@ export interface LimiterCounters {
   stats?: LarderStats
 }
 
-/** Larder's `fastify.rateLimitStats()` since registration: `fallbacks` > 0 would mean memory answered for Redis. */
+/** Larder's `fastify.rateLimitStats()` over a run: `fallbacks` > 0 would mean memory answered for Redis. */
 export interface LarderStats {
   allowed: number
   refused: number
@@ -140,6 +140,17 @@ async function build(): Promise<{ fastify: FastifyInstance; redis?: Redis }> {
   return { fastify, redis }
 }
 
+function since(start: LarderStats | undefined, now: LarderStats | undefined): LarderStats | undefined {
+  if (start === undefined || now === undefined) return undefined
+  return {
+    allowed: now.allowed - start.allowed,
+    refused: now.refused - start.refused,
+    fallbacks: now.fallbacks - start.fallbacks,
+    unavailable: now.unavailable - start.unavailable,
+    redisErrors: now.redisErrors - start.redisErrors,
+  }
+}
+
 async function main(): Promise<void> {
   const { fastify, redis } = await build()
   const header = LIMITER_HEADER[kind]
@@ -149,12 +160,17 @@ async function main(): Promise<void> {
       `${kind}: /hello answered ${response.statusCode}, ${header ?? 'no header'} ${response.headers[header ?? ''] ?? 'missing'}`,
     )
   }
+  const stats = (): LarderStats | undefined =>
+    fastify.hasDecorator('rateLimitStats')
+      ? (fastify as unknown as { rateLimitStats(): LarderStats }).rateLimitStats()
+      : undefined
+  let atStart = stats()
   await serveParent<LimiterCounters>(fastify, {
-    stopped: () => ({
-      stats: fastify.hasDecorator('rateLimitStats')
-        ? (fastify as unknown as { rateLimitStats(): LarderStats }).rateLimitStats()
-        : undefined,
-    }),
+    started() {
+      atStart = stats()
+    },
+    // The counts since `start`, so the parent can add up the runs of several processes.
+    stopped: () => ({ stats: since(atStart, stats()) }),
     close: async () => redis?.quit(),
   })
 }

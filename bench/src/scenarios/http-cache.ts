@@ -1,4 +1,11 @@
-import { driveAutocannon, type Load, type LoadCheck, type Measured, measureServers } from '../child-server.js'
+import {
+  driveAutocannon,
+  type Load,
+  type LoadCheck,
+  type Measured,
+  measureServers,
+  printRuns,
+} from '../child-server.js'
 import { median } from '../harness.js'
 import type { RouteCounters, RouteKind } from '../http-server.js'
 import { type Row, ratio, verdict } from '../report.js'
@@ -22,12 +29,15 @@ export interface HttpTiming {
   warmupS: number
   runs: number
   runS: number
+  processes: number
 }
 
 export const httpTiming: HttpTiming = {
   connections: Number(process.env.BENCH_HTTP_CONNECTIONS ?? 50),
   warmupS: 1,
-  runs: Number(process.env.BENCH_HTTP_RUNS ?? 4),
+  // Runs per server process; 3 processes per route.
+  runs: Number(process.env.BENCH_HTTP_RUNS ?? 2),
+  processes: Number(process.env.BENCH_HTTP_PROCESSES ?? 3),
   // autocannon ends a run on its 1 s sampling tick: whole seconds.
   runS: 2,
 }
@@ -129,15 +139,7 @@ export async function httpCache(setup: { redisUrl: string; prefix: string }): Pr
       m.queries += usage.queries
     },
   })
-  if (process.env.BENCH_HTTP_DEBUG !== undefined) {
-    for (const [kind, m] of measured) {
-      const list = (values: number[], digits: number) => values.map((v) => v.toFixed(digits)).join(' ')
-      console.log(
-        `\n${kind}: req/s ${list(m.rates, 0)}; server µs/req ${list(m.cpuPerRequest, 1)}; ` +
-          `server busy ${list(m.busy, 2)}; client busy ${list(m.clientBusy, 2)}; ${m.requests} requests`,
-      )
-    }
-  }
+  if (process.env.BENCH_HTTP_DEBUG !== undefined) printRuns(measured)
   return rows(routes, measured, bytes)
 }
 

@@ -1,4 +1,4 @@
-import { driveAutocannon, type Load, type Measured, measureServers } from '../child-server.js'
+import { driveAutocannon, type Load, type Measured, measureServers, printRuns } from '../child-server.js'
 import { median } from '../harness.js'
 import { LIMITER_HEADER, type LimiterCounters, type LimiterKind } from '../rate-limit-server.js'
 import { type Row, ratio, verdict } from '../report.js'
@@ -21,7 +21,9 @@ const LIMITERS: ReadonlyArray<{ kind: LimiterKind; label: string; name: string }
 const timing = {
   connections: Number(process.env.BENCH_RL_CONNECTIONS ?? 50),
   warmupS: 1,
-  runs: Number(process.env.BENCH_RL_RUNS ?? 5),
+  // Runs per server process; 3 processes per limiter.
+  runs: Number(process.env.BENCH_RL_RUNS ?? 2),
+  processes: Number(process.env.BENCH_RL_PROCESSES ?? 3),
   runS: 3,
 }
 
@@ -75,9 +77,18 @@ export async function rateLimiters(setup: { redisUrl: string; prefix: string }):
     load: drive,
     extra: () => ({ stats: undefined }),
     record(m, usage) {
-      m.stats = usage.stats
+      const add = usage.stats
+      if (add === undefined) return
+      const sum = m.stats ?? { allowed: 0, refused: 0, fallbacks: 0, unavailable: 0, redisErrors: 0 }
+      sum.allowed += add.allowed
+      sum.refused += add.refused
+      sum.fallbacks += add.fallbacks
+      sum.unavailable += add.unavailable
+      sum.redisErrors += add.redisErrors
+      m.stats = sum
     },
   })
+  if (process.env.BENCH_HTTP_DEBUG !== undefined) printRuns(measured)
   return rows(limiters, measured)
 }
 
@@ -102,7 +113,7 @@ function rows(limiters: typeof LIMITERS, measured: ReadonlyMap<LimiterKind, Limi
     const larder =
       m.stats === undefined
         ? ''
-        : `; Larder counted ${m.stats.allowed.toLocaleString('en-US')} allowed, ${m.stats.fallbacks} from fallback`
+        : `; Larder allowed ${m.stats.allowed.toLocaleString('en-US')} in the measured runs, ${m.stats.fallbacks} from fallback`
     return {
       scenario: title,
       subject: `${label}) ${name}`,

@@ -78,3 +78,48 @@ t.test('the prune timer runs and stops on close', async (t) => {
   t.equal(store.size, 0, 'the expired key was pruned by the timer')
   await store.close()
 })
+
+// A check (the first pass of a multi-limit route) and a refused request must leave the store as it was.
+t.test('a check or a refused request changes nothing the next request sees', async (t) => {
+  const one = { limit: 1, window: 1000, algorithm: 'sliding-window' } as const
+  const four = { limit: 4, window: 1000, algorithm: 'sliding-window' } as const
+
+  const clock = fakeClock()
+  const full = new MemoryStore({ now: clock.now, pruneInterval: 0, maxKeys: 1 })
+  t.teardown(() => full.close())
+  full.consumeNow('alice', one, 1)
+  t.equal(full.consumeNow('bob', one, 2).allowed, false, 'a cost above the limit is refused')
+  t.equal(full.consumeNow('alice', one, 1).allowed, false, 'and took no slot: alice is still counted')
+
+  const two = new MemoryStore({ now: clock.now, pruneInterval: 0, maxKeys: 2 })
+  t.teardown(() => two.close())
+  two.consumeNow('idle', one, 1)
+  clock.advance(1500)
+  two.consumeNow('live', one, 1)
+  clock.advance(501)
+  two.consumeNow('idle', one, 1, true)
+  two.consumeNow('other', one, 1)
+  t.equal(
+    two.consumeNow('live', one, 1).allowed,
+    false,
+    'a check on an idle key kept no slot: live is still counted',
+  )
+
+  // The clock may step back (NTP): what a check or a refusal saw later must not have been stored.
+  const checked = new MemoryStore({ now: clock.now, pruneInterval: 0 })
+  t.teardown(() => checked.close())
+  checked.consumeNow('k', four, 3)
+  clock.advance(1000)
+  checked.consumeNow('k', four, 0, true)
+  clock.advance(-500)
+  t.equal(checked.consumeNow('k', four, 1).remaining, 0, 'after a check: 3 + 1 of 4 counted')
+
+  const at = fakeClock()
+  const refused = new MemoryStore({ now: at.now, pruneInterval: 0 })
+  t.teardown(() => refused.close())
+  refused.consumeNow('k', four, 4)
+  at.advance(1000)
+  t.equal(refused.consumeNow('k', four, 5).allowed, false)
+  at.advance(-500)
+  t.equal(refused.consumeNow('k', four, 1).allowed, false, 'after a refusal: still 4 of 4 in the window')
+})

@@ -14,8 +14,8 @@ export interface CounterState {
 /**
  * The previous window's count weighs by how much of it the sliding window still covers, so a burst at
  * the end of one window still counts at the start of the next (no 2× burst at the edge). `state` is
- * brought to the current window, and takes the cost when `commit` and the request fits: the memory
- * store keeps one object per key instead of making one per request.
+ * updated in place, and only when the request is counted (`commit` and it fits): the memory store
+ * keeps one object per key instead of making one per request, and a check or a refusal changes nothing.
  */
 export function consumeCounter(
   state: CounterState,
@@ -27,18 +27,22 @@ export function consumeCounter(
   const { limit, window } = spec
   const index = Math.floor(now / window)
   const elapsed = now - index * window
-  if (state.index < index) {
-    state.previous = state.index === index - 1 ? state.current : 0
-    state.current = 0
-    state.index = index
-  }
-  const { current, previous } = state
+  let current = 0
+  let previous = 0
+  if (state.index >= index) {
+    current = state.current
+    previous = state.previous
+  } else if (state.index === index - 1) previous = state.current
   const weight = (window - elapsed) / window
   const estimate = previous * weight + current
   if (estimate + cost <= limit) {
     // A check answers as if the cost were counted.
     const counted = current + cost
-    if (commit) state.current = counted
+    if (commit) {
+      state.index = index
+      state.current = counted
+      state.previous = previous
+    }
     const remaining = Math.max(0, Math.floor(limit - previous * weight - counted))
     const resetMs = counted > 0 ? 2 * window - elapsed : previous > 0 ? window - elapsed : 0
     return { allowed: true, remaining, resetMs, retryAfterMs: 0 }

@@ -49,7 +49,7 @@ export class MemoryStore implements RateLimitStore {
   prune(): void {
     const now = this.#now()
     const idle: string[] = []
-    for (const [key, held] of this.#states.entries()) if (held.expiresAt <= now) idle.push(key)
+    for (const [key, held] of this.#states.entries()) if (held.expiresAt < now) idle.push(key)
     for (const key of idle) this.#states.delete(key)
   }
 
@@ -61,30 +61,40 @@ export class MemoryStore implements RateLimitStore {
   consumeNow(key: string, spec: LimitSpec, cost: number, check = false): Decision {
     const now = this.#now()
     let held = this.#states.get(key)
-    if (held !== undefined && held.expiresAt <= now) {
-      // Idle: as if it were new.
-      held.index = Number.NEGATIVE_INFINITY
-      held.current = 0
-      held.previous = 0
-      held.times = undefined
+    if (held !== undefined && held.expiresAt < now) {
+      // Idle: dropped, as if it had never been seen (a check must not keep it).
+      this.#states.delete(key)
+      held = undefined
     }
     const fresh = held === undefined
-    if (held === undefined) {
-      held = { index: Number.NEGATIVE_INFINITY, current: 0, previous: 0, times: undefined, expiresAt: 0 }
+    const state = held ?? {
+      index: Number.NEGATIVE_INFINITY,
+      current: 0,
+      previous: 0,
+      times: undefined,
+      expiresAt: 0,
     }
     let decision: Decision
     if (spec.algorithm === 'sliding-log') {
-      const result = consumeLog(held.times, now, spec, cost, !check)
-      held.times = result.times
+      const result = consumeLog(state.times, now, spec, cost, !check)
+      state.times = result.times
       decision = result.decision
-    } else decision = consumeCounter(held, now, spec, cost, !check)
-    if (check) return decision
-    if (decision.resetMs <= 0) {
-      if (!fresh) this.#states.delete(key)
-      return decision
+      if (check) return decision
+      // A refused request is not logged, but the units that left the window were dropped: keep that.
+      if (state.times === undefined) return this.#drop(key, fresh, decision)
+    } else {
+      decision = consumeCounter(state, now, spec, cost, !check)
+      // A check or a refusal changed nothing.
+      if (check || !decision.allowed) return decision
     }
-    held.expiresAt = now + decision.resetMs
-    if (fresh) this.#states.set(key, held)
+    if (decision.resetMs <= 0) return this.#drop(key, fresh, decision)
+    state.expiresAt = now + decision.resetMs
+    if (fresh) this.#states.set(key, state)
+    return decision
+  }
+
+  #drop(key: string, fresh: boolean, decision: Decision): Decision {
+    if (!fresh) this.#states.delete(key)
     return decision
   }
 

@@ -140,15 +140,11 @@ async function build(): Promise<{ fastify: FastifyInstance; redis?: Redis }> {
   return { fastify, redis }
 }
 
-function since(start: LarderStats | undefined, now: LarderStats | undefined): LarderStats | undefined {
-  if (start === undefined || now === undefined) return undefined
-  return {
-    allowed: now.allowed - start.allowed,
-    refused: now.refused - start.refused,
-    fallbacks: now.fallbacks - start.fallbacks,
-    unavailable: now.unavailable - start.unavailable,
-    redisErrors: now.redisErrors - start.redisErrors,
-  }
+/** `a + sign × b`, counter by counter: a run's counts (sign -1), or several runs' together (+1). */
+export function addStats(a: LarderStats, b: LarderStats, sign: 1 | -1 = 1): LarderStats {
+  const sum = { ...a }
+  for (const name of Object.keys(sum) as Array<keyof LarderStats>) sum[name] += sign * b[name]
+  return sum
 }
 
 async function main(): Promise<void> {
@@ -170,7 +166,10 @@ async function main(): Promise<void> {
       atStart = stats()
     },
     // The counts since `start`, so the parent can add up the runs of several processes.
-    stopped: () => ({ stats: since(atStart, stats()) }),
+    stopped: () => {
+      const now = stats()
+      return { stats: now === undefined || atStart === undefined ? undefined : addStats(now, atStart, -1) }
+    },
     close: async () => redis?.quit(),
   })
 }

@@ -1,6 +1,6 @@
 import { driveAutocannon, type Load, type Measured, measureServers, printRuns } from '../child-server.js'
 import { median } from '../harness.js'
-import { LIMITER_HEADER, type LimiterCounters, type LimiterKind } from '../rate-limit-server.js'
+import { addStats, LIMITER_HEADER, type LimiterCounters, type LimiterKind } from '../rate-limit-server.js'
 import { type Row, ratio, verdict } from '../report.js'
 
 /** The limiters of scenario 7, in the order of the table. */
@@ -77,15 +77,8 @@ export async function rateLimiters(setup: { redisUrl: string; prefix: string }):
     load: drive,
     extra: () => ({ stats: undefined }),
     record(m, usage) {
-      const add = usage.stats
-      if (add === undefined) return
-      const sum = m.stats ?? { allowed: 0, refused: 0, fallbacks: 0, unavailable: 0, redisErrors: 0 }
-      sum.allowed += add.allowed
-      sum.refused += add.refused
-      sum.fallbacks += add.fallbacks
-      sum.unavailable += add.unavailable
-      sum.redisErrors += add.redisErrors
-      m.stats = sum
+      if (usage.stats !== undefined)
+        m.stats = m.stats === undefined ? usage.stats : addStats(m.stats, usage.stats)
     },
   })
   if (process.env.BENCH_HTTP_DEBUG !== undefined) printRuns(measured)

@@ -731,9 +731,9 @@ class StreamWriteBehind<T> extends Flusher<T> implements WriteBehind<T> {
     if (this.closing) return this.#loop
     this.closing = true
     this.wakeUp()
-    // Writes already made and not yet sent are recorded before the last reads.
+    // Writes already made and not yet sent are recorded before the last reads (recorded() also waits
+    // for the writes that reach the batch late, after their tags' versions; drain() sends it at once).
     await Promise.all([this.recorded(), this.#batch.drain()])
-    await this.#batch.drain()
     await this.#loop
     // What is still waiting (written by this process or others) is flushed before close resolves.
     try {

@@ -28,23 +28,16 @@ export function clientKey(ip: string): string {
   const first = head === '' ? [] : head.split(':')
   const last = tail === undefined || tail === '' ? [] : tail.split(':')
   // A dotted IPv4 tail stands for two groups.
-  const dotted = [...first, ...last].at(-1)?.includes('.')
-    ? ([...first, ...last].at(-1) as string)
-    : undefined
+  const lastGroup = [...first, ...last].at(-1)
+  const dotted = lastGroup?.includes('.') ? lastGroup : undefined
   if (dotted !== undefined) (last.length > 0 ? last : first).pop()
   const count = first.length + last.length + (dotted === undefined ? 0 : 2)
   const zeros = tail === undefined ? [] : Array<string>(Math.max(0, 8 - count)).fill('0')
   const groups = [...first, ...zeros, ...last].map((group) => Number.parseInt(group, 16) || 0)
   // IPv4-mapped (::ffff:a.b.c.d, also written in hex as ::ffff:102:304) is the IPv4 client itself.
-  if (groups.length === 6 && groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    if (dotted !== undefined) return dotted
-  }
-  if (
-    dotted === undefined &&
-    groups.length === 8 &&
-    groups.slice(0, 5).every((g) => g === 0) &&
-    groups[5] === 0xffff
-  ) {
+  const mapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff
+  if (mapped && dotted !== undefined && groups.length === 6) return dotted
+  if (mapped && dotted === undefined && groups.length === 8) {
     const [hi = 0, lo = 0] = groups.slice(6)
     return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`
   }

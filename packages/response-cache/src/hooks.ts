@@ -363,13 +363,10 @@ function headerText(value: string | string[] | undefined): string | undefined {
 }
 
 /**
- * The serialized body as bytes. Streams are not cached, except the one @fastify/compress makes of a
- * body it compressed (recognised by the Content-Encoding it set): that is read whole and stored.
- */
-/**
- * The body as bytes, or undefined for a stream that is not a compressed body. A compressed body (a
- * stream once @fastify/compress ran) is read up to `limit` bytes: past that it is handed on as a
- * stream of what was read and the rest, so a large or endless body is never held whole in memory.
+ * The serialized body as bytes, or undefined for a stream: streams are not cached, except the one
+ * @fastify/compress makes of a body it compressed (recognised by the Content-Encoding it set). That
+ * one is read up to `limit` bytes: past that it is handed on as a stream of what was read and the
+ * rest, so a large or endless body is never held whole in memory.
  */
 async function bodyBytes(
   payload: unknown,
@@ -384,7 +381,7 @@ async function bodyBytes(
   let size = 0
   const iterator = payload[Symbol.asyncIterator]()
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as string)
+    const chunk = asBuffer(next.value)
     chunks.push(chunk)
     size += chunk.length
     if (size > limit) return Readable.from(rest(chunks, iterator))
@@ -395,8 +392,12 @@ async function bodyBytes(
 async function* rest(read: Buffer[], iterator: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
   yield* read
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-    yield Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as string)
+    yield asBuffer(next.value)
   }
+}
+
+function asBuffer(chunk: unknown): Buffer {
+  return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string)
 }
 
 function isReadable(value: unknown): value is Readable {

@@ -1,7 +1,14 @@
 import { LarderError } from '@larder/core'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { type CompiledLimit, invalid } from './options.js'
-import { type HeaderMode, mostConstrained, sendRefusal, sendUnavailable, setHeaders } from './response.js'
+import {
+  type HeaderMode,
+  mostConstrained,
+  sendRefusal,
+  sendUnavailable,
+  setHeader,
+  setHeaders,
+} from './response.js'
 import { UNAVAILABLE } from './stores/failover-store.js'
 import type { Decision, RateLimitStore } from './stores/store.js'
 import type { RateLimitOptions, RateLimitStats } from './types.js'
@@ -11,7 +18,8 @@ export interface LimiterContext {
   store: RateLimitStore
   headers: HeaderMode
   skip: RateLimitOptions['skip']
-  allowListed: (request: FastifyRequest) => boolean
+  /** Undefined when there is no allow list. */
+  allowListed: ((request: FastifyRequest) => boolean) | undefined
   onExceeded: RateLimitOptions['onExceeded']
   stats: RateLimitStats
 }
@@ -40,27 +48,21 @@ function storeKey(limit: CompiledLimit): (request: FastifyRequest) => string {
 /** The hook that applies `limits` (all of them; a request must fit in every one). */
 export function limitHook(limits: readonly CompiledLimit[], context: LimiterContext): LimitHook {
   const policy = limits.map((limit) => limit.policy).join(', ')
-  const { store, stats, skip, allowListed } = context
+  const { store, stats, skip, allowListed, headers } = context
   // A store that decides synchronously (the memory store): no promise, no microtask per request.
   const memory = store.consumeNow === undefined ? undefined : (store as Required<RateLimitStore>)
   const keys = limits.map(storeKey)
   const single = limits.length === 1 ? (limits[0] as CompiledLimit) : undefined
   const singleKey = keys[0] as (request: FastifyRequest) => string
 
-  /** Headers, counters, and the 429 if refused; true when the reply was sent. */
-  function apply(request: FastifyRequest, reply: FastifyReply, decisions: readonly Decision[]): boolean {
-    setHeaders(reply, context.headers, limits, policy, decisions)
-    const refused = mostConstrained(decisions)
-    const decision = decisions[refused] as Decision
-    if (decision.allowed) {
-      stats.allowed++
-      return false
-    }
+  /** Counts the refusal, tells `onExceeded`, sends the 429. */
+  function refuse(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    limit: CompiledLimit,
+    retryAfterMs: number,
+  ): void {
     stats.refused++
-    const limit = limits[refused] as CompiledLimit
-    // The wait is the longest among the limits that refused: only then does the request fit in all.
-    let retryAfterMs = 0
-    for (const d of decisions) if (!d.allowed) retryAfterMs = Math.max(retryAfterMs, d.retryAfterMs)
     context.onExceeded?.(request, {
       name: limit.name,
       key: limit.key(request),
@@ -69,19 +71,46 @@ export function limitHook(limits: readonly CompiledLimit[], context: LimiterCont
       retryAfter: Math.max(1, Math.ceil(retryAfterMs / 1000)),
     })
     sendRefusal(reply, limit, retryAfterMs)
+  }
+
+  /** Headers, counters, and the 429 if refused; true when the reply was sent. */
+  function apply(request: FastifyRequest, reply: FastifyReply, decisions: readonly Decision[]): boolean {
+    setHeaders(reply, headers, limits, policy, decisions)
+    const refused = mostConstrained(decisions)
+    if ((decisions[refused] as Decision).allowed) {
+      stats.allowed++
+      return false
+    }
+    // The wait is the longest among the limits that refused: only then does the request fit in all.
+    let retryAfterMs = 0
+    for (const d of decisions) if (!d.allowed) retryAfterMs = Math.max(retryAfterMs, d.retryAfterMs)
+    refuse(request, reply, limits[refused] as CompiledLimit, retryAfterMs)
     return true
   }
 
-  /** `apply`, then continue the request unless the reply was sent. */
-  function finish(
+  /** `apply` for a route with one limit: no arrays. */
+  function applyOne(request: FastifyRequest, reply: FastifyReply, decision: Decision): boolean {
+    const limit = single as CompiledLimit
+    setHeader(reply, headers, limit, decision)
+    if (decision.allowed) {
+      stats.allowed++
+      return false
+    }
+    refuse(request, reply, limit, decision.retryAfterMs)
+    return true
+  }
+
+  /** `apply` (or `applyOne`), then continue the request unless the reply was sent. */
+  function finish<T>(
     request: FastifyRequest,
     reply: FastifyReply,
-    decisions: readonly Decision[],
+    outcome: T,
+    applied: (request: FastifyRequest, reply: FastifyReply, outcome: T) => boolean,
     done: HookHandlerDoneFunction,
   ): void {
     let sent: boolean
     try {
-      sent = apply(request, reply, decisions)
+      sent = applied(request, reply, outcome)
     } catch (error) {
       done(error as Error)
       return
@@ -96,50 +125,88 @@ export function limitHook(limits: readonly CompiledLimit[], context: LimiterCont
     } else done(error as Error)
   }
 
-  function limit(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  /** One limit: the usual route. A synchronous store decides without a promise. */
+  function limitOne(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const limit = single as CompiledLimit
+    if (memory !== undefined) {
+      // A memory store never reports itself unavailable: any error here is the request's own.
+      let sent: boolean
+      try {
+        sent = applyOne(
+          request,
+          reply,
+          memory.consumeNow(singleKey(request), limit.spec, limit.cost(request)),
+        )
+      } catch (error) {
+        done(error as Error)
+        return
+      }
+      if (!sent) done()
+      return
+    }
+    let pending: Promise<Decision>
+    try {
+      pending = store.consume(singleKey(request), limit.spec, limit.cost(request))
+    } catch (error) {
+      fail(reply, error, done)
+      return
+    }
+    pending.then(
+      (result) => finish(request, reply, result, applyOne, done),
+      (error: unknown) => fail(reply, error, done),
+    )
+  }
+
+  /**
+   * Several limits: a request is counted in none unless it fits in all, so each is asked first (a
+   * check counts nothing) and only then counted in every one.
+   */
+  function limitAll(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     let decisions: Decision[] | undefined
     let pending: Promise<Decision[]> | undefined
     try {
-      if (allowListed(request)) {
-        done()
-        return
-      }
-      if (single !== undefined) {
-        if (memory !== undefined) {
-          decisions = [memory.consumeNow(singleKey(request), single.spec, single.cost(request))]
-        } else pending = store.consume(singleKey(request), single.spec, single.cost(request)).then(wrap)
+      const storeKeys = keys.map((key) => key(request))
+      const costs = limits.map((limit) => limit.cost(request))
+      if (memory !== undefined) {
+        const now = (check: boolean) => (limit: CompiledLimit, i: number) =>
+          memory.consumeNow(storeKeys[i] as string, limit.spec, costs[i] as number, check)
+        const checks = limits.map(now(true))
+        decisions = checks.every(allowed) ? limits.map(now(false)) : uncounted(checks, costs)
       } else {
-        // Several limits: a request is counted in none unless it fits in all, so each is asked first
-        // (a check counts nothing) and only then counted in every one.
-        const storeKeys = keys.map((key) => key(request))
-        const costs = limits.map((limit) => limit.cost(request))
         const ask = (check: boolean) => (limit: CompiledLimit, i: number) =>
           store.consume(storeKeys[i] as string, limit.spec, costs[i] as number, check)
-        if (memory !== undefined) {
-          const checks = limits.map((limit, i) =>
-            memory.consumeNow(storeKeys[i] as string, limit.spec, costs[i] as number, true),
-          )
-          decisions = checks.every(allowed)
-            ? limits.map((limit, i) =>
-                memory.consumeNow(storeKeys[i] as string, limit.spec, costs[i] as number),
-              )
-            : uncounted(checks, costs)
-        } else {
-          pending = Promise.all(limits.map(ask(true))).then((checks) =>
-            checks.every(allowed) ? Promise.all(limits.map(ask(false))) : uncounted(checks, costs),
-          )
-        }
+        pending = Promise.all(limits.map(ask(true))).then((checks) =>
+          checks.every(allowed) ? Promise.all(limits.map(ask(false))) : uncounted(checks, costs),
+        )
       }
     } catch (error) {
       fail(reply, error, done)
       return
     }
-    if (decisions !== undefined) finish(request, reply, decisions, done)
+    if (decisions !== undefined) finish(request, reply, decisions, apply, done)
     else
       (pending as Promise<Decision[]>).then(
-        (result) => finish(request, reply, result, done),
+        (result) => finish(request, reply, result, apply, done),
         (error: unknown) => fail(reply, error, done),
       )
+  }
+
+  const decide = single === undefined ? limitAll : limitOne
+  function limit(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (allowListed !== undefined) {
+      let listed: boolean
+      try {
+        listed = allowListed(request)
+      } catch (error) {
+        done(error as Error)
+        return
+      }
+      if (listed) {
+        done()
+        return
+      }
+    }
+    decide(request, reply, done)
   }
 
   return function rateLimit(
@@ -173,8 +240,4 @@ const allowed = (decision: Decision): boolean => decision.allowed
 /** The checks of a refused request: the limits that would have let it through never counted it. */
 function uncounted(checks: Decision[], costs: readonly number[]): Decision[] {
   return checks.map((d, i) => (d.allowed ? { ...d, remaining: d.remaining + (costs[i] as number) } : d))
-}
-
-function wrap(decision: Decision): Decision[] {
-  return [decision]
 }

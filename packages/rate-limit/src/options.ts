@@ -99,8 +99,10 @@ export function checkGlobalOptions(options: RateLimitOptions): void {
 }
 
 /** `allowList` as a test on the request: IPs and CIDR ranges go into a BlockList. */
-export function compileAllowList(value: RateLimitOptions['allowList']): (request: FastifyRequest) => boolean {
-  if (value === undefined) return () => false
+export function compileAllowList(
+  value: RateLimitOptions['allowList'],
+): ((request: FastifyRequest) => boolean) | undefined {
+  if (value === undefined) return undefined
   if (typeof value === 'function') return value
   if (!Array.isArray(value))
     throw invalid('allowList', 'an array of IPs or CIDR ranges, or a function', value)

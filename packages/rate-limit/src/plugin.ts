@@ -1,5 +1,6 @@
 import { parseDuration, type RedisClient } from '@larder/core'
 import type {
+  FastifyContextConfig,
   FastifyInstance,
   FastifyPluginAsync,
   FastifyRequest,
@@ -17,6 +18,7 @@ import {
   invalid,
   listName,
 } from './options.js'
+import { routeConfigReader } from './route-config.js'
 import { FailoverStore } from './stores/failover-store.js'
 import { MemoryStore } from './stores/memory-store.js'
 import { RedisStore } from './stores/redis-store.js'
@@ -148,8 +150,7 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (fastify, op
   // A route declared before the plugin was registered never reached onRoute: its own limits are
   // compiled on its first request and applied by the global hook, rather than left unlimited.
   const late = new WeakMap<object, LimitHook>()
-  function lateHook(request: FastifyRequest): LimitHook {
-    const config = request.routeOptions.config
+  function lateHook(request: FastifyRequest, config: FastifyContextConfig): LimitHook {
     let hook = late.get(config)
     if (hook === undefined) {
       const route = {
@@ -166,15 +167,16 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (fastify, op
   // too: Fastify runs the instance's onRequest hooks for them. Routes with their own config.rateLimit
   // (a limit, a list or false) are left to their route-level hook.
   const globalHook = limitHook([global], context)
+  const routeConfig = routeConfigReader()
   const onGlobal: LimitHook = (request, reply, done) => {
-    const config = request.routeOptions.config
+    const config = routeConfig(request)
     if (config.rateLimit === undefined) globalHook(request, reply, done)
     else if (config.rateLimit === false || (config as unknown as Record<symbol, unknown>)[kOwnHook] === true)
       done()
     else {
       let hook: LimitHook
       try {
-        hook = lateHook(request)
+        hook = lateHook(request, config)
       } catch (error) {
         done(error as Error)
         return

@@ -6,6 +6,17 @@ export type HeaderMode = 'draft' | 'legacy' | 'both' | false
 
 const seconds = (ms: number): number => Math.max(0, Math.ceil(ms / 1000))
 
+/** One limit's item of the `RateLimit` field: `"name";r=<remaining>;t=<seconds until whole again>`. */
+function item(limit: CompiledLimit, decision: Decision): string {
+  return `${limit.remainingPrefix}${decision.remaining};t=${seconds(decision.resetMs)}`
+}
+
+function setLegacy(reply: FastifyReply, limit: CompiledLimit, decision: Decision): void {
+  reply.header('x-ratelimit-limit', limit.spec.limit)
+  reply.header('x-ratelimit-remaining', decision.remaining)
+  reply.header('x-ratelimit-reset', seconds(decision.resetMs))
+}
+
 /**
  * The RateLimit header fields of draft-ietf-httpapi-ratelimit-headers-10 (`RateLimit-Policy` is
  * precomputed per route), and/or the legacy `X-RateLimit-*` of the most constrained limit.
@@ -19,21 +30,28 @@ export function setHeaders(
 ): void {
   if (mode === false) return
   if (mode !== 'legacy') {
-    let value = ''
-    for (let i = 0; i < limits.length; i++) {
-      const decision = decisions[i] as Decision
-      if (i > 0) value += ', '
-      value += `${(limits[i] as CompiledLimit).remainingPrefix}${decision.remaining};t=${seconds(decision.resetMs)}`
-    }
     reply.header('ratelimit-policy', policy)
-    reply.header('ratelimit', value)
+    reply.header('ratelimit', limits.map((limit, i) => item(limit, decisions[i] as Decision)).join(', '))
   }
   if (mode !== 'draft') {
     const tightest = mostConstrained(decisions)
-    reply.header('x-ratelimit-limit', (limits[tightest] as CompiledLimit).spec.limit)
-    reply.header('x-ratelimit-remaining', (decisions[tightest] as Decision).remaining)
-    reply.header('x-ratelimit-reset', seconds((decisions[tightest] as Decision).resetMs))
+    setLegacy(reply, limits[tightest] as CompiledLimit, decisions[tightest] as Decision)
   }
+}
+
+/** `setHeaders` for a route with one limit. */
+export function setHeader(
+  reply: FastifyReply,
+  mode: HeaderMode,
+  limit: CompiledLimit,
+  decision: Decision,
+): void {
+  if (mode === false) return
+  if (mode !== 'legacy') {
+    reply.header('ratelimit-policy', limit.policy)
+    reply.header('ratelimit', item(limit, decision))
+  }
+  if (mode !== 'draft') setLegacy(reply, limit, decision)
 }
 
 /** The refusing limit if any, else the one with the fewest units left. */

@@ -114,4 +114,12 @@ t.test('the memory store evicts the least recently used key, counting reads as u
   t.equal(store.size, 2)
   t.equal(store.consumeNow('a', spec, 1).remaining, 2, 'a, used after b, was kept (3 counted)')
   t.equal(store.consumeNow('b', spec, 1).remaining, 4, 'b was evicted: it starts again')
+
+  // A run of one key's requests (keep-alive) skips the LRU lookup; the order must stay exact.
+  const runs = new MemoryStore({ maxKeys: 2, pruneInterval: 0 })
+  t.teardown(() => runs.close())
+  for (const key of ['a', 'b', 'b', 'b', 'a', 'a']) runs.consumeNow(key, spec, 1)
+  runs.consumeNow('c', spec, 1)
+  t.equal(runs.consumeNow('a', spec, 1).remaining, 1, 'a, whose run came last, was kept (4 counted)')
+  t.equal(runs.consumeNow('b', spec, 1).remaining, 4, 'b, whose run came first, was evicted')
 })

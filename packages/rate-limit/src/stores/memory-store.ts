@@ -27,6 +27,12 @@ export class MemoryStore implements RateLimitStore {
   readonly #now: () => number
   readonly #states: LRUCache<string, Held>
   readonly #timer: NodeJS.Timeout | undefined
+  /**
+   * The key used last, while it is held: requests of one client come in runs (keep-alive), and a run
+   * skips the LRU lookup. The LRU order stays exact: that key is the most recently used already.
+   */
+  #lastKey: string | undefined
+  #last: Held | undefined
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now
@@ -51,6 +57,7 @@ export class MemoryStore implements RateLimitStore {
     const idle: string[] = []
     for (const [key, held] of this.#states.entries()) if (held.expiresAt < now) idle.push(key)
     for (const key of idle) this.#states.delete(key)
+    this.#lastKey = undefined
   }
 
   consume(key: string, spec: LimitSpec, cost: number, check = false): Promise<Decision> {
@@ -60,7 +67,8 @@ export class MemoryStore implements RateLimitStore {
   /** `consume` without the promise. */
   consumeNow(key: string, spec: LimitSpec, cost: number, check = false): Decision {
     const now = this.#now()
-    let held = this.#states.get(key)
+    let held = key === this.#lastKey ? this.#last : this.#states.get(key)
+    this.#lastKey = undefined
     if (held !== undefined && held.expiresAt < now) {
       // Idle: dropped, as if it had never been seen (a check must not keep it).
       this.#states.delete(key)
@@ -79,17 +87,26 @@ export class MemoryStore implements RateLimitStore {
       const result = consumeLog(state.times, now, spec, cost, !check)
       state.times = result.times
       decision = result.decision
-      if (check) return decision
+      if (check) return this.#kept(key, fresh, state, decision)
       // A refused request is not logged, but the units that left the window were dropped: keep that.
       if (state.times === undefined) return this.#drop(key, fresh, decision)
     } else {
       decision = consumeCounter(state, now, spec, cost, !check)
       // A check or a refusal changed nothing.
-      if (check || !decision.allowed) return decision
+      if (check || !decision.allowed) return this.#kept(key, fresh, state, decision)
     }
     if (decision.resetMs <= 0) return this.#drop(key, fresh, decision)
     state.expiresAt = now + decision.resetMs
     if (fresh) this.#states.set(key, state)
+    return this.#kept(key, false, state, decision)
+  }
+
+  /** Remembers `key` as the last used while the store holds it. */
+  #kept(key: string, fresh: boolean, held: Held, decision: Decision): Decision {
+    if (!fresh) {
+      this.#lastKey = key
+      this.#last = held
+    }
     return decision
   }
 
@@ -101,6 +118,7 @@ export class MemoryStore implements RateLimitStore {
   close(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer)
     this.#states.clear()
+    this.#lastKey = undefined
     return Promise.resolve()
   }
 }

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import type { FromChild, ToChild } from './child-protocol.js'
 
-interface ChildServer<Kind extends string, Stopped extends object> {
+export interface ChildServer<Kind extends string, Stopped extends object> {
   kind: Kind
   child: ChildProcess
   port: number
@@ -25,11 +25,18 @@ interface ChildServer<Kind extends string, Stopped extends object> {
 
 const benchDir = fileURLToPath(new URL('..', import.meta.url))
 
-async function startChild<Kind extends string, Stopped extends object>(
+/** A program that runs node for the child, e.g. valgrind: `command ...args node ...node flags script`. */
+export interface Launcher {
+  command: string
+  args: readonly string[]
+}
+
+export async function startChild<Kind extends string, Stopped extends object>(
   script: URL,
   kind: Kind,
   env: Record<string, string>,
   flags: readonly string[],
+  launcher?: Launcher,
 ): Promise<ChildServer<Kind, Stopped>> {
   const execArgv = ['--import', 'tsx']
   const profileDir = process.env.BENCH_CPU_PROF
@@ -37,7 +44,9 @@ async function startChild<Kind extends string, Stopped extends object>(
   execArgv.push(...flags)
   const child = fork(fileURLToPath(script), [], {
     cwd: benchDir,
-    execArgv,
+    ...(launcher === undefined
+      ? { execArgv }
+      : { execPath: launcher.command, execArgv: [...launcher.args, process.execPath, ...execArgv] }),
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
@@ -76,7 +85,7 @@ async function startChild<Kind extends string, Stopped extends object>(
 }
 
 /** Asks every child still running to close, killing it after 5 s. */
-async function closeAll(servers: ReadonlyArray<ChildServer<string, object>>): Promise<void> {
+export async function closeAll(servers: ReadonlyArray<ChildServer<string, object>>): Promise<void> {
   await Promise.all(
     servers.map(async (server) => {
       if (server.child.exitCode !== null) return

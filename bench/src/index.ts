@@ -12,6 +12,7 @@ import { httpCache } from './scenarios/http-cache.js'
 import { invalidateTags } from './scenarios/invalidate.js'
 import { l1Hit } from './scenarios/l1-hit.js'
 import { rateLimiters } from './scenarios/rate-limit.js'
+import { rateLimitInstructions } from './scenarios/rate-limit-instructions.js'
 import { redisHit } from './scenarios/redis-hit.js'
 import { stampedes } from './scenarios/stampede.js'
 import { taggedHit } from './scenarios/tagged.js'
@@ -28,6 +29,7 @@ const scenarios: Array<[id: string, title: string, run: Scenario]> = [
   ['6', 'HTTP response cache (Fastify, autocannon)', httpCache],
   ['7', 'rate limiter (Fastify, autocannon)', rateLimiters],
   ['8', 'write-behind vs INSERT per write (PostgreSQL)', writeBehindThroughput],
+  ['9', 'rate limiter, instructions per request (callgrind)', rateLimitInstructions],
 ]
 
 async function main(): Promise<void> {

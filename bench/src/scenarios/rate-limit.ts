@@ -33,15 +33,18 @@ const BODY = '{"hello":"world"}'
 
 type LimiterMeasured = Measured & LimiterCounters
 
-/** Drives one server with autocannon for `seconds`: `GET /hello` on every connection, no pipelining. */
-function drive(port: number, kind: LimiterKind, seconds: number): Promise<Load> {
+/**
+ * Drives one server with autocannon for `seconds` (or for `amount` requests): `GET /hello` on every
+ * connection, no pipelining.
+ */
+export function drive(port: number, kind: LimiterKind, seconds: number, amount?: number): Promise<Load> {
   const header = LIMITER_HEADER[kind]
   return driveAutocannon(
     {
       url: `http://127.0.0.1:${port}/hello`,
       connections: timing.connections,
       pipelining: 1,
-      duration: seconds,
+      ...(amount === undefined ? { duration: seconds } : { amount }),
       verifyBody: (body) => body === BODY,
     },
     {

@@ -192,32 +192,28 @@ export function limitHook(limits: readonly CompiledLimit[], context: LimiterCont
   }
 
   const decide = single === undefined ? limitAll : limitOne
-  function limit(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    if (allowListed !== undefined) {
-      let listed: boolean
-      try {
-        listed = allowListed(request)
-      } catch (error) {
-        done(error as Error)
-        return
-      }
-      if (listed) {
-        done()
-        return
-      }
-    }
-    decide(request, reply, done)
-  }
+  // Without an allow list and a skip (the usual case) the decision is the hook itself.
+  const limit: LimitHook =
+    allowListed === undefined
+      ? decide
+      : (request, reply, done) => {
+          let listed: boolean
+          try {
+            listed = allowListed(request)
+          } catch (error) {
+            done(error as Error)
+            return
+          }
+          if (listed) done()
+          else decide(request, reply, done)
+        }
+  if (skip === undefined) return limit
 
-  return function rateLimit(
+  return function skipFirst(
     request: FastifyRequest,
     reply: FastifyReply,
     done: HookHandlerDoneFunction,
   ): void {
-    if (skip === undefined) {
-      limit(request, reply, done)
-      return
-    }
     let skipped: boolean | Promise<boolean>
     try {
       skipped = skip(request)

@@ -75,6 +75,52 @@ t.test('a throwing onExceeded answers 500', async (t) => {
   t.equal((await fastify.inject('/')).statusCode, 500)
 })
 
+t.test('a throwing allowList, onExceeded or key on a route with several limits answers 500', async (t) => {
+  const listed = await app(
+    t,
+    {
+      limit: 5,
+      allowList: (request) => {
+        if (request.headers['x-bad'] !== undefined) throw new Error('list failed')
+        return request.headers['x-vip'] !== undefined
+      },
+    },
+    (f) => f.get('/', async () => 'ok'),
+  )
+  t.equal((await listed.inject('/')).statusCode, 200, 'not listed: limited and served')
+  t.equal((await listed.inject({ url: '/', headers: { 'x-bad': '1' } })).statusCode, 500, 'a throwing list')
+
+  const two = [
+    {
+      limit: 1,
+      window: '1m',
+      name: 'short',
+      key: (request: { headers: Record<string, unknown> }) => String(request.headers['x-user']),
+    },
+    { limit: 5, window: '1h', name: 'long' },
+  ]
+  const several = await app(
+    t,
+    {
+      onExceeded: () => {
+        throw new Error('hook failed')
+      },
+    },
+    (f) => {
+      f.get('/two', { config: { rateLimit: two } }, async () => 'ok')
+      f.get(
+        '/keyless',
+        { config: { rateLimit: [{ limit: 1, key: () => undefined as unknown as string }, { limit: 2 }] } },
+        async () => 'ok',
+      )
+    },
+  )
+  const user = { url: '/two', headers: { 'x-user': 'a' } }
+  t.equal((await several.inject(user)).statusCode, 200, 'fits in both limits')
+  t.equal((await several.inject(user)).statusCode, 500, 'refused, and onExceeded threw: 500, not served')
+  t.equal((await several.inject('/keyless')).statusCode, 500, 'a key that returns no string: 500')
+})
+
 t.test('clients taking turns keep separate counts', async (t) => {
   const byUser = await app(t, { limit: 2, key: (request) => String(request.headers['x-user']) }, (f) =>
     f.get('/', async () => 'ok'),

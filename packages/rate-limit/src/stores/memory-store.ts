@@ -58,6 +58,7 @@ export class MemoryStore implements RateLimitStore {
     for (const [key, held] of this.#states.entries()) if (held.expiresAt < now) idle.push(key)
     for (const key of idle) this.#states.delete(key)
     this.#lastKey = undefined
+    this.#last = undefined
   }
 
   consume(key: string, spec: LimitSpec, cost: number, check = false): Promise<Decision> {
@@ -119,6 +120,7 @@ export class MemoryStore implements RateLimitStore {
     if (this.#timer !== undefined) clearInterval(this.#timer)
     this.#states.clear()
     this.#lastKey = undefined
+    this.#last = undefined
     return Promise.resolve()
   }
 }

@@ -129,19 +129,15 @@ export function limitHook(limits: readonly CompiledLimit[], context: LimiterCont
   function limitOne(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const limit = single as CompiledLimit
     if (memory !== undefined) {
-      // A memory store never reports itself unavailable: any error here is the request's own.
-      let sent: boolean
+      // A memory store never reports itself unavailable: every error here is the request's own.
+      let decision: Decision
       try {
-        sent = applyOne(
-          request,
-          reply,
-          memory.consumeNow(singleKey(request), limit.spec, limit.cost(request)),
-        )
+        decision = memory.consumeNow(singleKey(request), limit.spec, limit.cost(request))
       } catch (error) {
         done(error as Error)
         return
       }
-      if (!sent) done()
+      finish(request, reply, decision, applyOne, done)
       return
     }
     let pending: Promise<Decision>
